@@ -1,0 +1,74 @@
+// Command dyno is the whole platform in one binary: `dyno server` runs the
+// control plane with a host agent and a router; every other verb is the CLI
+// (apps:create, deploy, ps:scale, logs, ...). main is the only os.Exit.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dyno-platform/dyno/internal/cli"
+	"github.com/dyno-platform/dyno/internal/runtime"
+	"github.com/dyno-platform/dyno/internal/server"
+)
+
+// The one init with a side effect the project allows: when libcontainer
+// re-executes this binary as a container's init, become that init.
+func init() { runtime.InitHook() }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "server" {
+		os.Exit(runServer(ctx, os.Args[2:], os.Stdout, os.Stderr))
+	}
+	os.Exit(cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+}
+
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dyno server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := server.Config{Out: stdout}
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr("DYNO_DATA_DIR", "data"), "directory for state, secrets, slugs and dyno layers")
+	fs.StringVar(&cfg.APIAddr, "api", "127.0.0.1:5000", "Platform API listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "router HTTP listen address")
+	fs.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at <app>.<domain>")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS listen address")
+	fs.StringVar(&cfg.PublicAPIURL, "api-url", "", "URL clients use to reach the API (default: from --api)")
+	fs.BoolVar(&cfg.ProcessRuntime, "process-runtime", false, "run dynos as plain processes, without isolation (development only)")
+	verbose := fs.Bool("verbose", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dyno server: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := server.Run(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "dyno server: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

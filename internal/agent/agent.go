@@ -1,0 +1,244 @@
+// Package agent is the host agent: it registers its host, watches the
+// assignments the manifold writes for it, runs one runner per assigned dyno
+// through a Runtime, and reports each dyno's status and output. Agents are
+// the only writers of dyno statuses and of their own host record.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/runtime"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+// Runtime starts dynos; runtime.ContainerRuntime and runtime.ProcessRuntime
+// are the two there are.
+type Runtime interface {
+	Start(ctx context.Context, spec runtime.Spec) (runtime.Dyno, error)
+	Cleanup(ctx context.Context) error
+	Isolated() bool
+}
+
+// LogSink receives the lines of the dynos' logs; logplex implements it.
+type LogSink interface {
+	Publish(appID string, line model.LogLine)
+}
+
+// Config configures an Agent.
+type Config struct {
+	HostID  string // stable across restarts of the agent
+	Address string // IP the router dials to reach this host's dynos
+	DataDir string // slugs and per-dyno writable layers live below it
+	Runtime Runtime
+	Logs    LogSink
+	Logger  *slog.Logger
+	Now     func() time.Time
+
+	MemoryMB, CPUs int
+	UID, GID       int // the unprivileged user dynos run as
+	// PortMin and PortMax bound the ports handed to web dynos as PORT.
+	PortMin, PortMax int
+	// StopTimeout is the grace between SIGTERM and SIGKILL (30 s).
+	StopTimeout time.Duration
+	// BootTimeout is how long a web dyno has to bind PORT (60 s, R10).
+	BootTimeout time.Duration
+	// Heartbeat is how often the host record is refreshed.
+	Heartbeat time.Duration
+	// PidsLimit bounds the processes of one dyno.
+	PidsLimit int
+}
+
+// Agent runs the dynos assigned to one host.
+type Agent struct {
+	cfg   Config
+	st    *store.Store
+	log   *slog.Logger
+	slugs *slugCache
+	ports *portPool
+
+	mu      sync.Mutex
+	runners map[string]*runner // by dyno ID; guarded by mu
+	wg      sync.WaitGroup     // one per runner goroutine
+}
+
+// New makes an agent; Run starts it.
+func New(cfg Config, st *store.Store) *Agent {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Address == "" {
+		cfg.Address = "127.0.0.1"
+	}
+	if cfg.PortMin == 0 {
+		cfg.PortMin, cfg.PortMax = 20000, 29999
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 30 * time.Second
+	}
+	if cfg.BootTimeout == 0 {
+		cfg.BootTimeout = 60 * time.Second
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	if cfg.PidsLimit == 0 {
+		cfg.PidsLimit = 512
+	}
+	if cfg.UID == 0 {
+		cfg.UID, cfg.GID = 61000, 61000
+	}
+	return &Agent{
+		cfg:     cfg,
+		st:      st,
+		log:     cfg.Logger.With("host", cfg.HostID),
+		slugs:   newSlugCache(filepath.Join(cfg.DataDir, "slugs"), st.Slugs, cfg.UID, cfg.GID),
+		ports:   newPortPool(cfg.PortMin, cfg.PortMax),
+		runners: map[string]*runner{},
+	}
+}
+
+// Run registers the host and runs its assignments until ctx ends; then it
+// stops every dyno (SIGTERM, grace, SIGKILL) and returns. The assignments
+// stay, so the dynos come back when the agent does.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Join(a.cfg.DataDir, "dynos"), 0o711); err != nil {
+		return fmt.Errorf("create agent dirs: %w", err)
+	}
+	if err := a.cfg.Runtime.Cleanup(ctx); err != nil {
+		a.log.Warn("cleaning up dynos of an earlier run", "err", err)
+	}
+	// Writable layers of dynos that no longer run.
+	if old, _ := os.ReadDir(filepath.Join(a.cfg.DataDir, "dynos")); len(old) > 0 {
+		for _, d := range old {
+			os.RemoveAll(filepath.Join(a.cfg.DataDir, "dynos", d.Name()))
+		}
+	}
+	started := a.cfg.Now()
+	if err := a.heartbeat(ctx, started); err != nil {
+		return err
+	}
+	events, err := a.st.Assignments.Watch(ctx, a.cfg.HostID+".>")
+	if err != nil {
+		return fmt.Errorf("watch assignments of host %s: %w", a.cfg.HostID, err)
+	}
+	tick := time.NewTicker(a.cfg.Heartbeat)
+	defer tick.Stop()
+	defer a.stopAll()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := a.heartbeat(ctx, started); err != nil && ctx.Err() == nil {
+				a.log.Warn("heartbeat", "err", err)
+			}
+		case ev, ok := <-events:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("assignment watch ended: is NATS reachable?")
+			}
+			switch {
+			case ev.Ready:
+				a.removeOrphanStatuses(ctx)
+			case ev.Deleted:
+				a.stopDyno(dynoIDOf(ev.Key))
+			default:
+				a.startDyno(ctx, ev.Value)
+			}
+		}
+	}
+}
+
+func dynoIDOf(key string) string {
+	_, id, _ := strings.Cut(key, ".")
+	return id
+}
+
+func (a *Agent) heartbeat(ctx context.Context, started time.Time) error {
+	h := model.Host{
+		ID: a.cfg.HostID, Address: a.cfg.Address, MemoryMB: a.cfg.MemoryMB, CPUs: a.cfg.CPUs,
+		HeartbeatAt: a.cfg.Now(), StartedAt: started,
+	}
+	if _, err := a.st.Hosts.Put(ctx, a.cfg.HostID, h); err != nil {
+		return fmt.Errorf("register host %s: %w", a.cfg.HostID, err)
+	}
+	return nil
+}
+
+// startDyno starts a runner for a new assignment. Updates of an assignment
+// that already runs (the manifold noting a back-off) change nothing, and a
+// dyno that already crashed is not started again: the manifold replaces it.
+func (a *Agent) startDyno(ctx context.Context, as model.Assignment) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.runners[as.ID]; ok {
+		return
+	}
+	if st, _, err := a.st.Statuses.Get(ctx, model.StatusKey(as.AppID, as.ID)); err == nil && st.State == model.StateCrashed {
+		return
+	}
+	r := newRunner(a, as)
+	a.runners[as.ID] = r
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		r.run(ctx)
+		a.mu.Lock()
+		delete(a.runners, as.ID)
+		a.mu.Unlock()
+	}()
+}
+
+// stopDyno stops the dyno whose assignment was deleted and, once stopped,
+// removes its status.
+func (a *Agent) stopDyno(id string) {
+	a.mu.Lock()
+	r, ok := a.runners[id]
+	a.mu.Unlock()
+	if ok {
+		r.stop(true)
+	}
+}
+
+// stopAll stops every dyno at once, waits for them, and leaves their
+// assignments and statuses ("down") for the next start of the agent.
+func (a *Agent) stopAll() {
+	a.mu.Lock()
+	for _, r := range a.runners {
+		r.stop(false)
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+}
+
+// removeOrphanStatuses deletes statuses this host wrote for dynos that have
+// no assignment any more (their assignment went while the agent was away).
+func (a *Agent) removeOrphanStatuses(ctx context.Context) {
+	statuses, err := a.st.Statuses.List(ctx, ">")
+	if err != nil {
+		a.log.Warn("list statuses", "err", err)
+		return
+	}
+	for _, e := range statuses {
+		if e.Value.HostID != a.cfg.HostID {
+			continue
+		}
+		if _, _, err := a.st.Assignments.Get(ctx, model.AssignmentKey(a.cfg.HostID, e.Value.ID)); errors.Is(err, store.ErrNotFound) {
+			a.st.Statuses.Delete(ctx, e.Key, e.Revision)
+		}
+	}
+}

@@ -1,0 +1,291 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/runtime"
+)
+
+// runner owns one dyno from its assignment to its end: it starts the
+// process, tells when it is up, reports its exit, and stops it when asked.
+type runner struct {
+	a  *Agent
+	as model.Assignment
+
+	stopCh   chan struct{}
+	stopOnce sync.Once
+
+	mu     sync.Mutex
+	remove bool // the assignment is gone: delete the status once stopped
+
+	status model.DynoStatus // written only by the runner's goroutine
+}
+
+func newRunner(a *Agent, as model.Assignment) *runner {
+	return &runner{a: a, as: as, stopCh: make(chan struct{})}
+}
+
+// stop asks the runner to stop its dyno; remove says the assignment is gone.
+func (r *runner) stop(remove bool) {
+	r.mu.Lock()
+	r.remove = r.remove || remove
+	r.mu.Unlock()
+	r.stopOnce.Do(func() { close(r.stopCh) })
+}
+
+func (r *runner) removing() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.remove
+}
+
+// logDyno writes a heroku[web.1] line: the dyno manager speaking.
+func (r *runner) logDyno(format string, args ...any) {
+	r.a.cfg.Logs.Publish(r.as.AppID, model.LogLine{
+		Time: r.a.cfg.Now(), Source: model.SourceHeroku, Dyno: r.as.Name, Message: fmt.Sprintf(format, args...),
+	})
+}
+
+// setState records the dyno's state in its status and logs the change.
+func (r *runner) setState(state string) {
+	prev := r.status.State
+	r.status.State = state
+	r.status.UpdatedAt = r.a.cfg.Now()
+	if state == model.StateUp {
+		r.status.UpAt = r.status.UpdatedAt
+	}
+	if state != model.StateUp {
+		r.status.Endpoint = "" // out of every route table first
+	}
+	r.writeStatus()
+	if prev != "" && prev != state {
+		r.logDyno("State changed from %s to %s", prev, state)
+	}
+}
+
+func (r *runner) writeStatus() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.a.st.Statuses.Put(ctx, model.StatusKey(r.as.AppID, r.as.ID), r.status); err != nil {
+		r.a.log.Warn("report dyno status", "dyno", r.as.Name, "id", r.as.ID, "err", err)
+	}
+}
+
+func (r *runner) deleteStatus() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.a.st.Statuses.Delete(ctx, model.StatusKey(r.as.AppID, r.as.ID), 0); err != nil {
+		r.a.log.Warn("remove dyno status", "dyno", r.as.Name, "id", r.as.ID, "err", err)
+	}
+}
+
+// run is the dyno's whole life. It returns once the dyno is stopped.
+func (r *runner) run(ctx context.Context) {
+	as := r.as
+	now := r.a.cfg.Now()
+	r.status = model.DynoStatus{
+		ID: as.ID, HostID: r.a.cfg.HostID, AppID: as.AppID, AppName: as.AppName, Type: as.Type, Name: as.Name,
+		Release: as.Release, Size: as.Size, Command: as.Command, StartedAt: now,
+	}
+	r.setState(model.StateStarting)
+	r.logDyno("Starting process with command `%s`", as.Command)
+
+	fetchCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-r.stopCh:
+			cancel()
+		case <-fetchCtx.Done():
+		}
+	}()
+	slugDir, err := r.a.slugs.Dir(fetchCtx, as.Slug)
+	cancel()
+	if err != nil {
+		r.failStart(fmt.Errorf("prepare slug: %w", err))
+		return
+	}
+	port := 0
+	if as.Type == "web" {
+		if port, err = r.a.ports.Get(); err != nil {
+			r.failStart(err)
+			return
+		}
+		defer r.a.ports.Put(port)
+	}
+	size, err := model.LookupSize(as.Size)
+	if err != nil {
+		size, _ = model.LookupSize(model.DefaultSize)
+	}
+	out := newLineWriter(func(line string) {
+		r.a.cfg.Logs.Publish(as.AppID, model.LogLine{Time: r.a.cfg.Now(), Source: model.SourceApp, Dyno: as.Name, Message: line})
+	})
+	spec := runtime.Spec{
+		ID:        as.ID,
+		Hostname:  as.Name,
+		Command:   as.Command,
+		Env:       r.env(port),
+		SlugDir:   slugDir,
+		WorkDir:   filepath.Join(r.a.cfg.DataDir, "dynos", as.ID),
+		UID:       r.a.cfg.UID,
+		GID:       r.a.cfg.GID,
+		MemoryMB:  size.MemoryMB,
+		CPUShares: size.CPUShares,
+		PidsLimit: r.a.cfg.PidsLimit,
+		Stdout:    out,
+		Stderr:    out,
+	}
+	dyno, err := r.a.cfg.Runtime.Start(ctx, spec)
+	if err != nil {
+		r.failStart(err)
+		return
+	}
+	defer func() {
+		if err := dyno.Close(); err != nil {
+			r.a.log.Warn("clean up dyno", "dyno", as.Name, "id", as.ID, "err", err)
+		}
+	}()
+	exited := make(chan runtime.Result, 1)
+	go func() { exited <- dyno.Wait() }()
+
+	up := make(chan struct{})
+	bootCtx, bootCancel := context.WithCancel(context.Background())
+	defer bootCancel()
+	if port == 0 {
+		close(up)
+	} else {
+		r.status.Endpoint = net.JoinHostPort(r.a.cfg.Address, strconv.Itoa(port))
+		go waitForPort(bootCtx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), up)
+	}
+	boot := time.NewTimer(r.a.cfg.BootTimeout)
+	defer boot.Stop()
+
+	select {
+	case res := <-exited:
+		r.crashed(res)
+	case <-up:
+		r.setState(model.StateUp)
+		select {
+		case res := <-exited:
+			r.crashed(res)
+		case <-r.stopCh:
+			r.stopDyno(dyno, exited)
+			return
+		}
+	case <-boot.C:
+		r.logDyno("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within %d seconds of launch", int(r.a.cfg.BootTimeout.Seconds()))
+		r.logDyno("Stopping process with SIGKILL")
+		dyno.Signal(syscall.SIGKILL)
+		r.crashed(<-exited)
+	case <-r.stopCh:
+		r.stopDyno(dyno, exited)
+		return
+	}
+	// Crashed: the manifold decides when it starts again, as a new dyno.
+	<-r.stopCh
+	if r.removing() {
+		r.deleteStatus()
+	}
+}
+
+// failStart reports a dyno that could not even start as crashed.
+func (r *runner) failStart(err error) {
+	r.a.log.Warn("start dyno", "dyno", r.as.Name, "id", r.as.ID, "err", err)
+	r.logDyno("Error R99 (Platform error) -> Failed to start the dyno: %v", err)
+	r.setState(model.StateCrashed)
+	<-r.stopCh
+	if r.removing() {
+		r.deleteStatus()
+	}
+}
+
+func (r *runner) crashed(res runtime.Result) {
+	if res.OOMKilled {
+		r.logDyno("Error R15 (Memory quota vastly exceeded)")
+		r.logDyno("Stopping process with SIGKILL")
+	}
+	r.logDyno("Process exited with status %d", res.ExitStatus)
+	status := res.ExitStatus
+	r.status.ExitStatus = &status
+	r.setState(model.StateCrashed)
+}
+
+// stopDyno is Heroku's shutdown: out of the routers first, SIGTERM to every
+// process, StopTimeout of grace, then SIGKILL.
+func (r *runner) stopDyno(dyno runtime.Dyno, exited <-chan runtime.Result) {
+	r.status.Endpoint = ""
+	r.writeStatus()
+	r.logDyno("Stopping all processes with SIGTERM")
+	dyno.Signal(syscall.SIGTERM)
+	grace := time.NewTimer(r.a.cfg.StopTimeout)
+	defer grace.Stop()
+	var res runtime.Result
+	select {
+	case res = <-exited:
+	case <-grace.C:
+		r.logDyno("Error R12 (Exit timeout) -> At least one process failed to exit within %d seconds of SIGTERM", int(r.a.cfg.StopTimeout.Seconds()))
+		r.logDyno("Stopping remaining processes with SIGKILL")
+		dyno.Signal(syscall.SIGKILL)
+		res = <-exited
+	}
+	r.logDyno("Process exited with status %d", res.ExitStatus)
+	status := res.ExitStatus
+	r.status.ExitStatus = &status
+	if r.removing() {
+		r.logDyno("State changed from %s to %s", r.status.State, model.StateDown)
+		r.deleteStatus()
+		return
+	}
+	r.setState(model.StateDown)
+}
+
+// env is the dyno's environment: config vars, then what the platform sets.
+func (r *runner) env(port int) []string {
+	keys := make([]string, 0, len(r.as.Env))
+	for k := range r.as.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	env := make([]string, 0, len(keys)+6)
+	platform := map[string]bool{"DYNO": true, "PORT": true, "HOME": true}
+	for _, k := range keys {
+		if !platform[k] {
+			env = append(env, k+"="+r.as.Env[k])
+		}
+	}
+	if _, ok := r.as.Env["PATH"]; !ok {
+		env = append(env, "PATH=/app/bin:/usr/local/bin:/usr/bin:/bin")
+	}
+	env = append(env, "DYNO="+r.as.Name, "HOME=/app", "PS1=\\[\\033[01;34m\\]\\w\\[\\033[00m\\] \\[\\033[01;32m\\]$ \\[\\033[00m\\]")
+	if port != 0 {
+		env = append(env, "PORT="+strconv.Itoa(port))
+	}
+	return env
+}
+
+// waitForPort closes up once addr accepts a TCP connection.
+func waitForPort(ctx context.Context, addr string, up chan<- struct{}) {
+	d := net.Dialer{Timeout: time.Second}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
+			c.Close()
+			close(up)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/runtime"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+// slugCache unpacks each slug once per host; every dyno of a release shares
+// the unpacked tree as its read-only /app layer.
+type slugCache struct {
+	dir      string
+	blobs    store.Blobs
+	uid, gid int
+
+	mu       sync.Mutex
+	inflight map[string]*slugFetch // guarded by mu
+}
+
+type slugFetch struct {
+	done chan struct{}
+	err  error
+}
+
+func newSlugCache(dir string, blobs store.Blobs, uid, gid int) *slugCache {
+	return &slugCache{dir: dir, blobs: blobs, uid: uid, gid: gid, inflight: map[string]*slugFetch{}}
+}
+
+// Dir returns the directory of the unpacked slug, fetching, checking and
+// unpacking it first if this host has not yet.
+func (c *slugCache) Dir(ctx context.Context, slug model.Slug) (string, error) {
+	dir := filepath.Join(c.dir, slug.ID)
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	c.mu.Lock()
+	f, ok := c.inflight[slug.ID]
+	if !ok {
+		f = &slugFetch{done: make(chan struct{})}
+		c.inflight[slug.ID] = f
+		go func() {
+			f.err = c.fetch(context.WithoutCancel(ctx), slug, dir)
+			close(f.done)
+			c.mu.Lock()
+			delete(c.inflight, slug.ID)
+			c.mu.Unlock()
+		}()
+	}
+	c.mu.Unlock()
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return "", f.err
+		}
+		return dir, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+func (c *slugCache) fetch(ctx context.Context, slug model.Slug, dir string) error {
+	if err := os.MkdirAll(c.dir, 0o711); err != nil {
+		return fmt.Errorf("create slug cache: %w", err)
+	}
+	r, err := c.blobs.Get(ctx, slug.ID)
+	if err != nil {
+		return fmt.Errorf("fetch slug %s: %w", slug.ID, err)
+	}
+	defer r.Close()
+	// Check the whole slug before unpacking any of it (R17 on Heroku).
+	tmp, err := os.CreateTemp(c.dir, slug.ID+".download-*")
+	if err != nil {
+		return fmt.Errorf("fetch slug %s: %w", slug.ID, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, h), r); err != nil {
+		return fmt.Errorf("fetch slug %s: %w", slug.ID, err)
+	}
+	if got := "SHA256:" + hex.EncodeToString(h.Sum(nil)); slug.Checksum != "" && got != slug.Checksum {
+		return fmt.Errorf("slug %s checksum is %s, want %s: the stored slug is damaged", slug.ID, got, slug.Checksum)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("fetch slug %s: %w", slug.ID, err)
+	}
+	// UnpackSlug writes to a temporary directory and renames it into place,
+	// so a half-unpacked slug is never used.
+	if err := runtime.UnpackSlug(tmp, dir, c.uid, c.gid); err != nil {
+		return fmt.Errorf("unpack slug %s: %w", slug.ID, err)
+	}
+	return nil
+}

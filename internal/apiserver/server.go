@@ -1,0 +1,387 @@
+// Package apiserver is Dyno's Platform API: the subset of Heroku's Platform
+// API v3 described in docs/CONTRACTS.md, over HTTP and JSON. It
+// authenticates, decodes and validates requests and writes desired state
+// only (apps, names, releases, formations, sources, slugs); the manifold
+// and the agents turn that into running dynos. Builds run inside it.
+package apiserver
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/build"
+	"github.com/dyno-platform/dyno/internal/logplex"
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+// adminUser is the one user until users arrive (issue 10).
+const adminUser = "admin@dyno.local"
+
+// maxJSONBody bounds JSON request bodies.
+const maxJSONBody = 1 << 20
+
+// Config configures a Server.
+type Config struct {
+	// Domain is the apps' domain: web_url is http://<name>.<Domain>:<RouterURLPort>/.
+	Domain string
+	// RouterURLPort is the router's port as written in web_url ("8080").
+	RouterURLPort string
+	// PublicURL is this API's base URL as clients reach it; secret URLs
+	// (put_url, get_url, output_stream_url, logplex_url) are built on it.
+	PublicURL string
+	// AdminKey is the API key accepted; with none, every request is refused.
+	AdminKey string
+	// MaxSourceBytes bounds an uploaded source; 1 GiB when zero.
+	MaxSourceBytes int64
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Server serves the Platform API.
+type Server struct {
+	cfg    Config
+	st     *store.Store
+	logs   *logplex.Logplex
+	b      *build.Builder
+	log    *slog.Logger
+	secret []byte // signs the secret URLs
+	mux    *http.ServeMux
+
+	// ctx is cancelled by Close; builds and log tails run under it.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	mu       sync.Mutex
+	builds   map[string]*buildRun // in memory: see builds.go
+	order    []string             // build IDs, oldest first
+	sessions map[string]*logSession
+}
+
+// New returns a Server writing to st, reading logs from logs and running
+// builds with b.
+func New(cfg Config, st *store.Store, logs *logplex.Logplex, b *build.Builder) *Server {
+	if cfg.MaxSourceBytes <= 0 {
+		cfg.MaxSourceBytes = 1 << 30
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	s := &Server{
+		cfg: cfg, st: st, logs: logs, b: b, log: cfg.Logger,
+		secret:   make([]byte, 32),
+		builds:   map[string]*buildRun{},
+		sessions: map[string]*logSession{},
+	}
+	_, _ = rand.Read(s.secret)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.routes()
+	return s
+}
+
+// Handler is the API's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("Request-Id")
+		if id == "" || len(id) > 8192 {
+			id = newID()
+		}
+		w.Header().Set("Request-Id", id)
+		s.mux.ServeHTTP(w, r)
+	})
+}
+
+// Close cancels running builds and log tails and waits for the builds to
+// end. It is idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+	})
+	return nil
+}
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	s.mux = m
+	api := func(pattern string, h handlerFunc) { m.Handle(pattern, s.authed(h)) }
+	secret := func(pattern string, h handlerFunc) { m.Handle(pattern, s.plain(h)) }
+
+	api("GET /apps", s.listApps)
+	api("POST /apps", s.createApp)
+	api("GET /apps/{app}", s.getApp)
+	api("PATCH /apps/{app}", s.patchApp)
+	api("DELETE /apps/{app}", s.deleteApp)
+	api("GET /apps/{app}/config-vars", s.getConfig)
+	api("PATCH /apps/{app}/config-vars", s.patchConfig)
+
+	api("GET /apps/{app}/formation", s.listFormation)
+	api("PATCH /apps/{app}/formation", s.batchFormation)
+	api("GET /apps/{app}/formation/{type}", s.getFormation)
+	api("PATCH /apps/{app}/formation/{type}", s.patchFormation)
+	api("DELETE /apps/{app}/formations/{type}", s.restartType)
+	api("POST /apps/{app}/formations/{type}/actions/stop", s.restartType)
+
+	api("GET /apps/{app}/dynos", s.listDynos)
+	api("GET /apps/{app}/dynos/{dyno}", s.getDyno)
+	api("DELETE /apps/{app}/dynos", s.restartAll)
+	api("DELETE /apps/{app}/dynos/{dyno}", s.restartDyno)
+	api("POST /apps/{app}/dynos/{dyno}/actions/stop", s.restartDyno)
+
+	api("GET /apps/{app}/releases", s.listReleases)
+	api("GET /apps/{app}/releases/{release}", s.getRelease)
+
+	api("POST /sources", s.createSource)
+	api("POST /apps/{app}/sources", s.createSource)
+	secret("PUT /sources/{id}", s.putSource)
+	secret("GET /sources/{id}", s.getSource)
+	api("POST /apps/{app}/builds", s.createBuild)
+	api("GET /apps/{app}/builds", s.listBuilds)
+	api("GET /apps/{app}/builds/{id}", s.getBuild)
+	secret("GET /build-output/{id}", s.buildOutput)
+
+	api("POST /apps/{app}/log-sessions", s.createLogSession)
+	secret("GET /log-sessions/{id}", s.streamLogSession)
+
+	api("GET /dyno-sizes", s.listSizes)
+	api("/", func(w http.ResponseWriter, r *http.Request) error {
+		return notFound("The requested API endpoint was not found. Are you using the right HTTP verb (" + r.Method + ") and path?")
+	})
+}
+
+// handlerFunc is an endpoint; a returned *apiError becomes its JSON error
+// response, any other error a 500.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+type apiError struct {
+	status      int
+	id, message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func notFound(msg string) error { return &apiError{http.StatusNotFound, "not_found", msg} }
+func badRequest(format string, a ...any) error {
+	return &apiError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, a...)}
+}
+func invalid(format string, a ...any) error {
+	return &apiError{http.StatusUnprocessableEntity, "invalid_params", fmt.Sprintf(format, a...)}
+}
+
+func (s *Server) plain(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// authed checks the Accept version and the API key before h.
+func (s *Server) authed(h handlerFunc) http.Handler {
+	return s.plain(func(w http.ResponseWriter, r *http.Request) error {
+		if !acceptable(r.Header.Get("Accept")) {
+			return &apiError{http.StatusNotAcceptable, "not_acceptable", "This API only serves version 3: send Accept: application/vnd.heroku+json; version=3."}
+		}
+		if !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dyno"`)
+			return &apiError{http.StatusUnauthorized, "unauthorized", "Invalid credentials provided: send Authorization: Bearer <api key>."}
+		}
+		return h(w, r)
+	})
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if s.cfg.AdminKey == "" {
+		return false
+	}
+	var key string
+	if _, pass, ok := r.BasicAuth(); ok {
+		key = pass
+	} else if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		key = strings.TrimSpace(v)
+	}
+	return subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.AdminKey)) == 1
+}
+
+// acceptable reports whether an Accept header allows API version 3: a
+// missing header or other media types are fine; a heroku+json with
+// another version is not.
+func acceptable(h string) bool {
+	if h == "" {
+		return true
+	}
+	for _, part := range strings.Split(h, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil || mt != "application/vnd.heroku+json" {
+			return true
+		}
+		if v := params["version"]; v == "3" || strings.HasPrefix(v, "3.") {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			ae = &apiError{http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("The request body is larger than %d bytes.", mbe.Limit)}
+		case errors.Is(err, store.ErrNotFound):
+			ae = &apiError{http.StatusNotFound, "not_found", "Couldn't find that resource."}
+		default:
+			if r.Context().Err() != nil {
+				return // the client went away; nobody reads the answer
+			}
+			id := w.Header().Get("Request-Id")
+			s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "request_id", id, "err", err)
+			ae = &apiError{http.StatusInternalServerError, "internal_error", "Internal server error (request " + id + "): see the API server's log."}
+		}
+	}
+	writeJSON(w, ae.status, map[string]string{"id": ae.id, "message": ae.message})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// decode reads a JSON body of at most maxJSONBody bytes into v, refusing
+// unknown fields and trailing data. An empty body is {} when optional.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return err
+		case errors.Is(err, io.EOF):
+			if optional {
+				return nil
+			}
+			return badRequest("The request body is empty: send a JSON object.")
+		}
+		return badRequest("The request body is not valid JSON for this endpoint: %v.", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("The request body has data after the JSON object: send exactly one object.")
+	}
+	return nil
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// lookupApp finds the app named or identified by the {app} path value.
+func (s *Server) lookupApp(r *http.Request) (model.App, uint64, error) {
+	ref := r.PathValue("app")
+	id := ref
+	if model.ValidateAppName(ref) == nil {
+		n, _, err := s.st.AppNames.Get(r.Context(), ref)
+		if errors.Is(err, store.ErrNotFound) {
+			return model.App{}, 0, notFound("Couldn't find that app.")
+		}
+		if err != nil {
+			return model.App{}, 0, err
+		}
+		id = n.ID
+	} else if !uuidRE.MatchString(strings.ToLower(ref)) {
+		return model.App{}, 0, notFound("Couldn't find that app.")
+	}
+	app, rev, err := s.st.Apps.Get(r.Context(), strings.ToLower(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return model.App{}, 0, notFound("Couldn't find that app.")
+	}
+	return app, rev, err
+}
+
+// newID returns a random UUID (version 4).
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return formatUUID(b[:])
+}
+
+// derivedID is a stable UUID (version 5 style) for things our model does
+// not give an ID, such as a formation's process type.
+func derivedID(parts ...string) string {
+	h := sha1.Sum([]byte(strings.Join(parts, "\x00")))
+	h[6] = h[6]&0x0f | 0x50
+	h[8] = h[8]&0x3f | 0x80
+	return formatUUID(h[:16])
+}
+
+func formatUUID(b []byte) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// token is the secret that makes a URL for kind/id usable without auth.
+func (s *Server) token(kind, id string) string {
+	m := hmac.New(sha256.New, s.secret)
+	m.Write([]byte(kind + "/" + id))
+	return hex.EncodeToString(m.Sum(nil)[:20])
+}
+
+func (s *Server) validToken(r *http.Request, kind, id string) bool {
+	return hmac.Equal([]byte(r.URL.Query().Get("token")), []byte(s.token(kind, id)))
+}
+
+func (s *Server) publishAPI(appID, msg string) {
+	s.logs.Publish(appID, model.LogLine{Time: s.cfg.Now(), Source: model.SourceApp, Dyno: "api", Message: msg})
+}
+
+type ref struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+type userRef struct {
+	ID    string `json:"id"`
+	Email string `json:"email"`
+}
+
+func user() userRef { return userRef{ID: derivedID("user", adminUser), Email: adminUser} }
+
+type sizeJSON struct {
+	ID string `json:"id"`
+	model.Size
+	Architecture     string `json:"architecture"`
+	PrivateSpaceOnly bool   `json:"private_space_only"`
+}
+
+func (s *Server) listSizes(w http.ResponseWriter, r *http.Request) error {
+	out := make([]sizeJSON, len(model.Sizes))
+	for i, sz := range model.Sizes {
+		out[i] = sizeJSON{ID: derivedID("size", sz.Name), Size: sz, Architecture: "amd64"}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,470 @@
+// Package manifold is Dyno's scheduler: it turns each app's desired state
+// (current release and formation) into assignments, the records that tell a
+// host agent which dynos to run, and keeps them true as dynos crash, apps
+// are released, scaled and restarted, and hosts come and go. It is the only
+// writer of the Assignments bucket.
+//
+// The decision is the pure function Reconcile over a State snapshot; the
+// Manifold loop keeps that snapshot from store watches and applies each
+// Plan with writes conditional on KV revisions, so a stale plan fails
+// rather than overwriting newer state.
+package manifold
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+// Config configures a Manifold. Zero fields take the defaults given.
+type Config struct {
+	// Logger receives plans and failures; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock decisions are made with; default time.Now. The loop
+	// still sleeps in real time.
+	Now func() time.Time
+	// Backoff is the crash policy; default DefaultBackoff(rand.Float64).
+	Backoff Backoff
+	// HostTTL is how old a host's heartbeat may be for it to count as
+	// live; default 15 s.
+	HostTTL time.Duration
+	// Workers bounds the store writes a plan makes at once; default 16.
+	Workers int
+	// RetryDelay is how long the loop waits before trying again after a
+	// failed write; default 1 s.
+	RetryDelay time.Duration
+}
+
+// Manifold is the scheduling loop. Run it on exactly one node (the leader).
+type Manifold struct {
+	cfg    Config
+	st     *store.Store
+	log    *slog.Logger
+	synced chan struct{}
+	once   sync.Once
+}
+
+// New makes a Manifold that schedules with st.
+func New(cfg Config, st *store.Store) *Manifold {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = DefaultBackoff(rand.Float64)
+	}
+	if cfg.HostTTL <= 0 {
+		cfg.HostTTL = 15 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = time.Second
+	}
+	return &Manifold{cfg: cfg, st: st, log: cfg.Logger.With("role", "manifold"), synced: make(chan struct{})}
+}
+
+// Synced is closed once the loop has loaded every bucket and applied its
+// first plan.
+func (m *Manifold) Synced() <-chan struct{} { return m.synced }
+
+// view is the loop's in-memory copy of the buckets it watches.
+type view struct {
+	ready      int // watches that delivered their initial values
+	apps       map[string]model.App
+	releases   map[string]map[int]model.Release // app ID → version → release
+	formations map[string]model.Formation
+	assigns    map[string]AssignmentEntry
+	// tombs are assignments this loop deleted whose delete the watch has
+	// not echoed yet: a queued older put must not bring them back.
+	tombs     map[string]uint64
+	statuses  map[string]model.DynoStatus // by dyno ID
+	statusIDs map[string]string           // status key → dyno ID
+	hosts     map[string]model.Host
+}
+
+func newView() *view {
+	return &view{
+		apps: map[string]model.App{}, releases: map[string]map[int]model.Release{},
+		formations: map[string]model.Formation{}, assigns: map[string]AssignmentEntry{},
+		tombs: map[string]uint64{}, statuses: map[string]model.DynoStatus{},
+		statusIDs: map[string]string{}, hosts: map[string]model.Host{},
+	}
+}
+
+// update applies one watch event to the view; nil means a watch closed.
+type update func(v *view)
+
+// forward turns the events of one watch into updates on out until the
+// watch closes or ctx ends.
+func forward[T any](ctx context.Context, ch <-chan store.Event[T], out chan<- update, apply func(*view, store.Event[T])) {
+	for ev := range ch {
+		select {
+		case out <- func(v *view) { apply(v, ev) }:
+		case <-ctx.Done():
+			return
+		}
+	}
+	select {
+	case out <- nil:
+	case <-ctx.Done():
+	}
+}
+
+// buckets is how many watches must deliver their initial values before the
+// loop trusts its view.
+const buckets = 6
+
+// Run watches the buckets and reconciles after every burst of changes and
+// whenever a back-off ends or a host's heartbeat expires, until ctx ends.
+func (m *Manifold) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // stops the watches and the forwarders, before wg.Wait
+	events := make(chan update, 256)
+	if err := m.watch(ctx, &wg, events); err != nil {
+		return fmt.Errorf("manifold: %w: is NATS reachable?", err)
+	}
+	v := newView()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	closed := errors.New("manifold: a store watch closed: the NATS connection is gone; restart the manifold")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case u := <-events:
+			if u == nil {
+				return closed
+			}
+			u(v)
+		}
+		// Drain whatever else is queued so a burst costs one reconcile.
+	drain:
+		for {
+			select {
+			case u := <-events:
+				if u == nil {
+					return closed
+				}
+				u(v)
+			default:
+				break drain
+			}
+		}
+		if v.ready < buckets {
+			continue // a partial view would stop the dynos of apps not loaded yet
+		}
+		wake := m.reconcile(ctx, v)
+		if ctx.Err() != nil {
+			return nil
+		}
+		m.once.Do(func() { close(m.synced) })
+		timer.Stop()
+		if !wake.IsZero() {
+			timer.Reset(max(wake.Sub(m.cfg.Now()), time.Millisecond))
+		}
+	}
+}
+
+// watch starts the six watches, each forwarded into events by a goroutine
+// that wg tracks.
+func (m *Manifold) watch(ctx context.Context, wg *sync.WaitGroup, events chan<- update) error {
+	apps, err := m.st.Apps.Watch(ctx, ">")
+	if err != nil {
+		return err
+	}
+	releases, err := m.st.Releases.Watch(ctx, ">")
+	if err != nil {
+		return err
+	}
+	formations, err := m.st.Formations.Watch(ctx, ">")
+	if err != nil {
+		return err
+	}
+	assigns, err := m.st.Assignments.Watch(ctx, ">")
+	if err != nil {
+		return err
+	}
+	statuses, err := m.st.Statuses.Watch(ctx, ">")
+	if err != nil {
+		return err
+	}
+	hosts, err := m.st.Hosts.Watch(ctx, ">")
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { forward(ctx, apps, events, onApp) })
+	wg.Go(func() { forward(ctx, releases, events, onRelease) })
+	wg.Go(func() {
+		forward(ctx, formations, events, func(v *view, ev store.Event[model.Formation]) { onSimple(v, v.formations, ev) })
+	})
+	wg.Go(func() { forward(ctx, assigns, events, onAssignment) })
+	wg.Go(func() { forward(ctx, statuses, events, onStatus) })
+	wg.Go(func() {
+		forward(ctx, hosts, events, func(v *view, ev store.Event[model.Host]) { onSimple(v, v.hosts, ev) })
+	})
+	return nil
+}
+
+// onSimple keeps a bucket keyed by ID in a map.
+func onSimple[T any](v *view, dst map[string]T, ev store.Event[T]) {
+	switch {
+	case ev.Ready:
+		v.ready++
+	case ev.Deleted:
+		delete(dst, ev.Key)
+	default:
+		dst[ev.Key] = ev.Value
+	}
+}
+
+func onApp(v *view, ev store.Event[model.App]) {
+	onSimple(v, v.apps, ev)
+	if ev.Ready {
+		return
+	}
+	if ev.Deleted {
+		delete(v.releases, ev.Key)
+		return
+	}
+	pruneReleases(v.releases[ev.Key], ev.Value.ReleaseVersion)
+}
+
+// pruneReleases forgets releases older than the current one: only the
+// current release (and newer ones about to become current) matter.
+func pruneReleases(rels map[int]model.Release, current int) {
+	for ver := range rels {
+		if ver < current {
+			delete(rels, ver)
+		}
+	}
+}
+
+func onRelease(v *view, ev store.Event[model.Release]) {
+	if ev.Ready {
+		v.ready++
+		return
+	}
+	appID, verStr, _ := strings.Cut(ev.Key, ".")
+	if ev.Deleted {
+		var ver int
+		if _, err := fmt.Sscanf(verStr, "%d", &ver); err == nil {
+			delete(v.releases[appID], ver)
+		}
+		return
+	}
+	if app, ok := v.apps[appID]; ok && ev.Value.Version < app.ReleaseVersion {
+		return
+	}
+	if v.releases[appID] == nil {
+		v.releases[appID] = map[int]model.Release{}
+	}
+	v.releases[appID][ev.Value.Version] = ev.Value
+}
+
+func onAssignment(v *view, ev store.Event[model.Assignment]) {
+	switch {
+	case ev.Ready:
+		v.ready++
+	case ev.Deleted:
+		delete(v.assigns, ev.Key)
+		delete(v.tombs, ev.Key)
+	default:
+		if rev, dead := v.tombs[ev.Key]; dead && ev.Revision <= rev {
+			return // an echo from before our own delete
+		}
+		if cur, ok := v.assigns[ev.Key]; ok && cur.Revision > ev.Revision {
+			return // an echo from before our own write
+		}
+		v.assigns[ev.Key] = AssignmentEntry{Assignment: ev.Value, Revision: ev.Revision}
+	}
+}
+
+func onStatus(v *view, ev store.Event[model.DynoStatus]) {
+	switch {
+	case ev.Ready:
+		v.ready++
+	case ev.Deleted:
+		if id, ok := v.statusIDs[ev.Key]; ok {
+			delete(v.statuses, id)
+			delete(v.statusIDs, ev.Key)
+		}
+	default:
+		v.statuses[ev.Value.ID] = ev.Value
+		v.statusIDs[ev.Key] = ev.Value.ID
+	}
+}
+
+// state builds Reconcile's snapshot. It shares the view's maps: Reconcile
+// does not write them and nothing else runs meanwhile. It also returns when
+// the first live host's heartbeat expires, a moment to reconcile again.
+func (m *Manifold) state(v *view, now time.Time) (State, time.Time) {
+	s := State{
+		Apps: v.apps, Releases: make(map[string]model.Release, len(v.apps)),
+		Formations: v.formations, Assignments: v.assigns, Statuses: v.statuses,
+		Backoff: m.cfg.Backoff,
+	}
+	for id, app := range v.apps {
+		if rel, ok := v.releases[id][app.ReleaseVersion]; ok {
+			s.Releases[id] = rel
+		}
+	}
+	var expiry time.Time
+	for _, h := range v.hosts {
+		end := h.HeartbeatAt.Add(m.cfg.HostTTL)
+		if !now.Before(end) {
+			continue
+		}
+		s.Hosts = append(s.Hosts, h)
+		if expiry.IsZero() || end.Before(expiry) {
+			expiry = end
+		}
+	}
+	return s, expiry
+}
+
+// reconcile plans and applies the plan. It returns when to reconcile again
+// even if nothing changes (zero: not before the next change).
+func (m *Manifold) reconcile(ctx context.Context, v *view) time.Time {
+	now := m.cfg.Now()
+	m.loadMissingReleases(ctx, v)
+	s, hostExpiry := m.state(v, now)
+	start := time.Now()
+	plan := Reconcile(s, now)
+	planned := time.Since(start)
+	for _, p := range plan.Pending {
+		m.log.Debug("pending", "reason", p)
+	}
+	wake := plan.NextCheck
+	if !hostExpiry.IsZero() && (wake.IsZero() || hostExpiry.Before(wake)) {
+		wake = hostExpiry
+	}
+	if plan.Empty() {
+		return wake
+	}
+	failed := m.apply(ctx, v, plan)
+	m.log.Info("applied plan", "create", len(plan.Create), "update", len(plan.Update), "delete", len(plan.Delete),
+		"failed", failed, "plan_time", planned, "total_time", time.Since(start))
+	if failed > 0 {
+		retry := m.cfg.Now().Add(m.cfg.RetryDelay)
+		if wake.IsZero() || retry.Before(wake) {
+			wake = retry
+		}
+	}
+	return wake
+}
+
+// loadMissingReleases reads the current release of apps whose release the
+// view pruned (an app rolled back to an older version number). A release
+// that is not written yet arrives through the watch instead.
+func (m *Manifold) loadMissingReleases(ctx context.Context, v *view) {
+	for id, app := range v.apps {
+		if app.ReleaseVersion == 0 {
+			continue
+		}
+		if _, ok := v.releases[id][app.ReleaseVersion]; ok {
+			continue
+		}
+		rel, _, err := m.st.Releases.Get(ctx, model.ReleaseKey(id, app.ReleaseVersion))
+		if err != nil {
+			continue
+		}
+		if v.releases[id] == nil {
+			v.releases[id] = map[int]model.Release{}
+		}
+		v.releases[id][rel.Version] = rel
+	}
+}
+
+// apply writes the plan with a few writers at once and folds the results
+// into the view at once, so the next plan does not repeat this one before
+// the watch echoes it. It returns how many writes failed for another reason
+// than a conflict (a conflict means our view is stale; the watch brings the
+// news and we reconcile again).
+func (m *Manifold) apply(ctx context.Context, v *view, plan Plan) int {
+	type result struct {
+		key     string
+		entry   AssignmentEntry
+		deleted bool
+		err     error
+	}
+	var ops []func() result
+	for _, a := range plan.Create {
+		ops = append(ops, func() result {
+			key := model.AssignmentKey(a.HostID, a.ID)
+			rev, err := m.st.Assignments.Create(ctx, key, a)
+			if err != nil {
+				err = fmt.Errorf("start dyno %s of %s on host %s: %w", a.Name, a.AppName, a.HostID, err)
+			}
+			return result{key: key, entry: AssignmentEntry{Assignment: a, Revision: rev}, err: err}
+		})
+	}
+	for _, e := range plan.Update {
+		ops = append(ops, func() result {
+			rev, err := m.st.Assignments.Update(ctx, e.Key(), e.Assignment, e.Revision)
+			if err != nil {
+				err = fmt.Errorf("set restart time of dyno %s of %s: %w", e.Assignment.Name, e.Assignment.AppName, err)
+			}
+			return result{key: e.Key(), entry: AssignmentEntry{Assignment: e.Assignment, Revision: rev}, err: err}
+		})
+	}
+	for _, e := range plan.Delete {
+		ops = append(ops, func() result {
+			err := m.st.Assignments.Delete(ctx, e.Key(), e.Revision)
+			if err != nil {
+				err = fmt.Errorf("stop dyno %s (%s) of %s: %w", e.Assignment.Name, e.Assignment.ID, e.Assignment.AppName, err)
+			}
+			return result{key: e.Key(), entry: e, deleted: true, err: err}
+		})
+	}
+
+	results := make([]result, len(ops))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(m.cfg.Workers, len(ops)) {
+		wg.Go(func() {
+			for i := range work {
+				results[i] = ops[i]()
+			}
+		})
+	}
+	for i := range ops {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	failed := 0
+	for _, r := range results {
+		switch {
+		case errors.Is(r.err, store.ErrConflict) || errors.Is(r.err, store.ErrExists):
+			m.log.Debug("stale plan, will reconcile again", "key", r.key, "err", r.err)
+		case r.err != nil:
+			failed++
+			if ctx.Err() == nil {
+				m.log.Warn("write failed, will retry", "err", r.err)
+			}
+		case r.deleted:
+			delete(v.assigns, r.key)
+			v.tombs[r.key] = r.entry.Revision
+		default:
+			v.assigns[r.key] = r.entry
+		}
+	}
+	return failed
+}

@@ -1,0 +1,223 @@
+package router
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+// testLogs is a LogSink that hands lines to the test in order.
+type testLogs struct{ ch chan logEntry }
+
+type logEntry struct {
+	appID string
+	line  model.LogLine
+}
+
+func (l *testLogs) Publish(appID string, line model.LogLine) { l.ch <- logEntry{appID, line} }
+
+// next returns the next published line; the line is published when the
+// handler returns, which may be just after the client saw the response.
+func (l *testLogs) next(t *testing.T) logEntry {
+	t.Helper()
+	select {
+	case e := <-l.ch:
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no router log line within 5 s")
+		return logEntry{}
+	}
+}
+
+// env is a router on a real embedded NATS store, served on 127.0.0.1:0.
+type env struct {
+	t      *testing.T
+	st     *store.Store
+	srv    *store.Server
+	r      *Router
+	front  *httptest.Server
+	logs   *testLogs
+	client *http.Client
+}
+
+func newStore(t testing.TB) (*store.Store, *store.Server) {
+	t.Helper()
+	srv, err := store.StartServer(store.ServerConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", User: "u", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, nc, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, srv
+}
+
+// startRouter runs r until the test ends and waits for its first table.
+func startRouter(t testing.TB, r *Router) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-r.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("router not ready within 10 s")
+	}
+}
+
+func newEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
+	st, srv := newStore(t)
+	logs := &testLogs{ch: make(chan logEntry, 1000)}
+	cfg.Logs = logs
+	r := New(cfg, st)
+	startRouter(t, r)
+	front := httptest.NewServer(r)
+	t.Cleanup(front.Close)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &env{t: t, st: st, srv: srv, r: r, front: front, logs: logs, client: &http.Client{Transport: tr}}
+}
+
+// app names an app, as the API server does.
+func (e *env) app(name, id string) {
+	e.t.Helper()
+	if _, err := e.st.AppNames.Put(context.Background(), name, model.AppName{ID: id}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// dyno reports a web dyno's status, as its agent does.
+func (e *env) dyno(appID string, index int, state, endpoint string) {
+	e.t.Helper()
+	id := "d" + string(rune('0'+index))
+	s := model.DynoStatus{
+		ID: id, AppID: appID, Type: "web", Name: "web." + string(rune('0'+index)),
+		State: state, Endpoint: endpoint, UpdatedAt: time.Now(),
+	}
+	if _, err := e.st.Statuses.Put(context.Background(), model.StatusKey(appID, id), s); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) deleteDyno(appID string, index int) {
+	e.t.Helper()
+	if err := e.st.Statuses.Delete(context.Background(), model.StatusKey(appID, "d"+string(rune('0'+index))), 0); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// waitTable waits, woken by the router's table swaps, until ok holds for
+// the app called name (nil if it is not in the table).
+func (e *env) waitTable(name string, ok func(a *app) bool) {
+	e.t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		t := e.r.table.Load()
+		if ok(t.apps[name]) {
+			return
+		}
+		select {
+		case <-t.changed:
+		case <-deadline:
+			e.t.Fatalf("route table for %s did not reach the expected state in 5 s: %+v", name, t.apps[name])
+		}
+	}
+}
+
+// upCount is a waitTable condition: the app has n up dynos.
+func upCount(n int) func(*app) bool {
+	return func(a *app) bool { return a != nil && len(a.up) == n }
+}
+
+// get sends a request with the given Host through the router.
+func (e *env) get(host, path string, hdr http.Header) (*http.Response, string) {
+	e.t.Helper()
+	return e.do(http.MethodGet, host, path, hdr, nil)
+}
+
+func (e *env) do(method, host, path string, hdr http.Header, body io.Reader) (*http.Response, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.front.URL+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Host = host
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// frontPort is the port clients connect to.
+func (e *env) frontPort() string {
+	_, p, _ := net.SplitHostPort(e.front.Listener.Addr().String())
+	return p
+}
+
+// backend starts a dyno stand-in on 127.0.0.1:0 and returns its endpoint.
+func backend(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+// says is a backend that answers its name.
+func says(t *testing.T, name string) string {
+	return backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })
+}
+
+// refusedEndpoint is an address where nothing listens.
+func refusedEndpoint(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// field returns the value of key=value in a router log message.
+func field(msg, key string) string {
+	for _, f := range strings.Fields(msg) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,290 @@
+// Package router owns the routing mesh's HTTP edge: it mirrors app names
+// and web dyno statuses from the store into an in-memory route table (by
+// watches, swapped atomically), answers requests for <app>.<domain> by
+// proxying them to one of the app's up web dynos, and reports each request
+// as one Heroku-format router log line. Router errors answer Heroku's H
+// codes with a plain HTML page (heroku.md §2).
+package router
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+// Config configures a Router. Zero values pick Heroku's defaults.
+type Config struct {
+	// Domain is the apps' parent domain: app "hello" answers at Host
+	// "hello.<Domain>" on any port, case-insensitively. Default "localhost".
+	Domain string
+	// Logs receives one router log line per request to a known app.
+	Logs LogSink
+	// Logger reports the router's own trouble (store watches).
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// FirstByteTimeout bounds the wait for a dyno's response headers,
+	// else 503 H12. Default 30 s.
+	FirstByteTimeout time.Duration
+	// StartingWait is how long a request waits for a starting web dyno to
+	// come up, else 503 H20. Default 75 s.
+	StartingWait time.Duration
+}
+
+// LogSink takes router log lines; logplex implements it. Publish must not
+// block for long: it is called on the request path.
+type LogSink interface {
+	Publish(appID string, line model.LogLine)
+}
+
+// Router is the HTTP edge of the routing mesh. Run keeps its route table
+// current; ServeHTTP proxies requests. It is safe for concurrent use.
+type Router struct {
+	cfg       Config
+	domain    string // ".<domain>", lower case
+	store     *store.Store
+	log       *slog.Logger
+	now       func() time.Time
+	table     atomic.Pointer[table]
+	ready     chan struct{}
+	readyOnce sync.Once
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	dialer    net.Dialer
+}
+
+const (
+	defaultFirstByteTimeout = 30 * time.Second
+	defaultStartingWait     = 75 * time.Second
+	// dialTimeout is Heroku's 5 s upstream connect limit (H19 after it).
+	dialTimeout = 5 * time.Second
+	// maxAttempts is Heroku's limit on connection attempts per request.
+	maxAttempts = 10
+)
+
+// New returns a router reading routes from st. Call Run to load and follow
+// the route table; until it is loaded, requests wait (up to StartingWait).
+func New(cfg Config, st *store.Store) *Router {
+	if cfg.Domain == "" {
+		cfg.Domain = "localhost"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.FirstByteTimeout <= 0 {
+		cfg.FirstByteTimeout = defaultFirstByteTimeout
+	}
+	if cfg.StartingWait <= 0 {
+		cfg.StartingWait = defaultStartingWait
+	}
+	r := &Router{
+		cfg:    cfg,
+		domain: "." + strings.ToLower(strings.Trim(cfg.Domain, ".")),
+		store:  st,
+		log:    cfg.Logger.With("component", "router"),
+		now:    cfg.Now,
+		ready:  make(chan struct{}),
+		dialer: net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
+	}
+	r.table.Store(newTable(nil))
+	r.transport = r.newTransport()
+	r.proxy = &httputil.ReverseProxy{
+		Rewrite:        r.rewrite,
+		Transport:      retryTransport{r},
+		FlushInterval:  -1, // flush every write: streams and events reach the client at once
+		BufferPool:     newBufferPool(1024, 32<<10),
+		ModifyResponse: r.modifyResponse,
+		ErrorHandler:   r.proxyError,
+		ErrorLog:       slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+	}
+	return r
+}
+
+// Ready is closed once the initial route table is loaded.
+func (r *Router) Ready() <-chan struct{} { return r.ready }
+
+// ServeHTTP routes one request by its Host to a web dyno of the app.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := r.now()
+	host, name, ok := r.appName(req.Host)
+	if !ok {
+		writePage(w, http.StatusNotFound, noSuchAppPage, noSuchAppLen)
+		return
+	}
+	if !r.waitReady(req.Context()) {
+		// No table yet, so no app to log to: say so in the router's log.
+		r.log.Warn("request before the route table could be loaded: is the store reachable?", "host", host)
+		writePage(w, http.StatusServiceUnavailable, applicationErrorPage, applicationErrorLen)
+		return
+	}
+	t := r.table.Load()
+	a := t.apps[name]
+	if a == nil {
+		writePage(w, http.StatusNotFound, noSuchAppPage, noSuchAppLen)
+		return
+	}
+
+	s := &reqState{req: req, host: host, start: start, app: a}
+	s.w = responseWriter{ResponseWriter: w}
+	s.w.flusher, _ = w.(interface{ FlushError() error })
+	s.requestID = req.Header.Get("X-Request-Id")
+	if !validRequestID(s.requestID) {
+		s.requestID = newRequestID()
+	}
+	s.fwd = forwardedFor(req)
+	w.Header().Set("X-Request-Id", s.requestID)
+
+	if len(a.up) == 0 {
+		a, s.code = r.awaitUp(req.Context(), t, name)
+		if s.code != nil {
+			if s.code != errH27 {
+				writePage(w, s.code.status, applicationErrorPage, applicationErrorLen)
+			}
+			r.publishLog(s)
+			return
+		}
+		s.app = a
+	}
+
+	s.dispatched = r.now()
+	defer func() {
+		if p := recover(); p != nil {
+			// ReverseProxy aborts with http.ErrAbortHandler when the body
+			// copy breaks after the headers went out: log, then let the
+			// server drop the connection.
+			if s.code == nil {
+				if s.w.writeErr != nil || req.Context().Err() != nil {
+					s.code = errH27
+				} else {
+					s.code = errH18
+				}
+			}
+			r.publishLog(s)
+			panic(p)
+		}
+		r.publishLog(s)
+	}()
+	r.proxy.ServeHTTP(&s.w, req.WithContext(context.WithValue(req.Context(), stateKey{}, s)))
+}
+
+// waitReady waits for the first route table, at most StartingWait.
+func (r *Router) waitReady(ctx context.Context) bool {
+	select {
+	case <-r.ready:
+		return true
+	default:
+	}
+	t := time.NewTimer(r.cfg.StartingWait)
+	defer t.Stop()
+	select {
+	case <-r.ready:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// awaitUp handles an app without an up web dyno: it waits for a starting
+// one (woken by table changes, never polling) or names the error.
+func (r *Router) awaitUp(ctx context.Context, t *table, name string) (*app, *hcode) {
+	var timeout <-chan time.Time
+	for {
+		a := t.apps[name]
+		switch {
+		case a == nil:
+			return nil, errH14 // the app went away while we waited
+		case len(a.up) > 0:
+			return a, nil
+		case a.starting > 0:
+			// wait below
+		case a.crashed > 0:
+			return nil, errH10
+		default:
+			return nil, errH14
+		}
+		if timeout == nil {
+			tm := time.NewTimer(r.cfg.StartingWait)
+			defer tm.Stop()
+			timeout = tm.C
+		}
+		select {
+		case <-t.changed:
+			t = r.table.Load()
+		case <-timeout:
+			return nil, errH20
+		case <-ctx.Done():
+			return nil, errH27
+		}
+	}
+}
+
+// publishLog sends the request's router log line to the app's log.
+func (r *Router) publishLog(s *reqState) {
+	if r.cfg.Logs == nil {
+		return
+	}
+	r.cfg.Logs.Publish(s.app.id, s.logLine(r.now()))
+}
+
+// appName extracts the app name from a Host header: "<app>.<domain>" with
+// any port, case-insensitive. host is the header without its port.
+func (r *Router) appName(hostport string) (host, name string, ok bool) {
+	host = hostport
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	h := strings.TrimSuffix(host, ".")
+	if len(h) <= len(r.domain) || !strings.EqualFold(h[len(h)-len(r.domain):], r.domain) {
+		return host, "", false
+	}
+	name = h[:len(h)-len(r.domain)]
+	if strings.IndexByte(name, '.') >= 0 {
+		return host, "", false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			name = strings.ToLower(name)
+			break
+		}
+	}
+	return host, name, true
+}
+
+// forwardedFor is the X-Forwarded-For the dyno gets: what the client sent,
+// with the client's IP appended.
+func forwardedFor(req *http.Request) string {
+	ip, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		ip = req.RemoteAddr
+	}
+	prior := req.Header["X-Forwarded-For"]
+	if len(prior) == 0 {
+		return ip
+	}
+	return strings.Join(prior, ", ") + ", " + ip
+}
+
+// localPort is the port the client connected to.
+func localPort(req *http.Request) string {
+	if a, ok := req.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		return strconv.Itoa(a.Port)
+	}
+	if _, p, err := net.SplitHostPort(req.Host); err == nil && p != "" {
+		return p
+	}
+	return "80"
+}

@@ -1,0 +1,269 @@
+// Package server wires the all-in-one `dyno server`: the embedded NATS
+// JetStream, the Platform API with builds, the manifold, and (on the same
+// machine) a host agent and a router. It owns start-up order, the secrets
+// in the data dir, and a clean stop: dynos stopped, nothing left running.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/agent"
+	"github.com/dyno-platform/dyno/internal/apiserver"
+	"github.com/dyno-platform/dyno/internal/build"
+	"github.com/dyno-platform/dyno/internal/logplex"
+	"github.com/dyno-platform/dyno/internal/manifold"
+	"github.com/dyno-platform/dyno/internal/router"
+	"github.com/dyno-platform/dyno/internal/runtime"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+// Config is what `dyno server` is started with.
+type Config struct {
+	DataDir    string // state, secrets, slugs and dyno layers
+	APIAddr    string // Platform API listen address
+	HTTPAddr   string // router listen address
+	Domain     string // apps answer at <app>.<Domain>
+	NATSListen string // embedded NATS client address
+	// PublicAPIURL is how clients reach the API; derived from APIAddr when empty.
+	PublicAPIURL string
+	// ProcessRuntime runs dynos as plain processes even as root (development only).
+	ProcessRuntime bool
+	// Out receives the start-up banner (API URL, where the key is).
+	Out    io.Writer
+	Logger *slog.Logger
+}
+
+// Run starts every role and serves until ctx ends, then stops them in
+// order: the manifold first (no new decisions), then the agent (its dynos
+// get SIGTERM, 30 s, SIGKILL), then the listeners and NATS.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	log := cfg.Logger
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("data dir %q: %w", cfg.DataDir, err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir %s: %w", dataDir, err)
+	}
+	adminKey, err := secret(filepath.Join(dataDir, "admin-api-key"))
+	if err != nil {
+		return err
+	}
+	natsPassword, err := secret(filepath.Join(dataDir, "nats-password"))
+	if err != nil {
+		return err
+	}
+	hostID, err := secret(filepath.Join(dataDir, "host-id"))
+	if err != nil {
+		return err
+	}
+	hostID = "host-" + hostID[:12]
+
+	// Bind the listeners first so a taken port fails start-up at once.
+	apiLn, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen for the API on %s: %w (is another dyno server running? use --api)", cfg.APIAddr, err)
+	}
+	defer apiLn.Close()
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen for the router on %s: %w (use --http to pick another address)", cfg.HTTPAddr, err)
+	}
+	defer httpLn.Close()
+
+	ns, err := store.StartServer(store.ServerConfig{
+		Dir: filepath.Join(dataDir, "nats"), Listen: cfg.NATSListen, User: "dyno", Password: natsPassword,
+	})
+	if err != nil {
+		return fmt.Errorf("start NATS on %s: %w (use --nats-listen to pick another address)", cfg.NATSListen, err)
+	}
+	defer ns.Shutdown()
+	nc, err := ns.Connect("dyno-server")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	openCtx, cancelOpen := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelOpen()
+	st, err := store.Open(openCtx, nc, 1)
+	if err != nil {
+		return err
+	}
+	logs, err := logplex.New(openCtx, st.JetStream(), logplex.Config{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		logs.Flush(fctx)
+	}()
+
+	rt, err := newRuntime(cfg, dataDir, hostID, log)
+	if err != nil {
+		return err
+	}
+
+	publicURL := cfg.PublicAPIURL
+	if publicURL == "" {
+		publicURL = "http://" + reachable(apiLn.Addr().String())
+	}
+	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
+	api := apiserver.New(apiserver.Config{
+		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, AdminKey: adminKey, Logger: log,
+	}, st, logs, build.New(st, logs, log))
+	defer api.Close()
+	rtr := router.New(router.Config{Domain: cfg.Domain, Logs: logs, Logger: log}, st)
+	mf := manifold.New(manifold.Config{Logger: log}, st)
+	ag := agent.New(agent.Config{
+		HostID: hostID, Address: "127.0.0.1", DataDir: filepath.Join(dataDir, "agent"), Runtime: rt, Logs: logs,
+		Logger: log, MemoryMB: hostMemoryMB(), CPUs: goruntime.NumCPU(),
+	}, st)
+
+	apiSrv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	httpSrv := &http.Server{Handler: rtr, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	// Each role runs under its own context so the stop order is ours.
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	failed := make(chan struct{})
+	start := func(name string, run func(context.Context) error) (stop func()) {
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done)
+			if err := run(rctx); err != nil && rctx.Err() == nil {
+				errOnce.Do(func() { firstErr = fmt.Errorf("%s: %w", name, err); close(failed) })
+			}
+		}()
+		return func() { cancel(); <-done }
+	}
+	serve := func(srv *http.Server, ln net.Listener) func(context.Context) error {
+		return func(ctx context.Context) error {
+			go func() {
+				<-ctx.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(sctx)
+			}()
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}
+	}
+	stopRouterWatch := start("router", rtr.Run)
+	stopHTTP := start("router http", serve(httpSrv, httpLn))
+	stopAPI := start("api", serve(apiSrv, apiLn))
+	stopAgent := start("agent", ag.Run)
+	stopManifold := start("manifold", mf.Run)
+
+	fmt.Fprintf(cfg.Out, "Dyno is running.\n  API:     %s\n  API key: %s (DYNO_API_KEY)\n  Apps:    http://<app>.%s:%s/\n  Try:     export DYNO_API_URL=%s DYNO_API_KEY=$(cat %s)\n",
+		publicURL, filepath.Join(dataDir, "admin-api-key"), cfg.Domain, httpPort, publicURL, filepath.Join(dataDir, "admin-api-key"))
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: dynos get SIGTERM, then 30 s before SIGKILL")
+	case <-failed:
+		log.Error("stopping after a failure", "err", firstErr)
+	}
+	stopManifold()
+	stopAgent()
+	stopHTTP()
+	stopAPI()
+	stopRouterWatch()
+	wg.Wait()
+	return firstErr
+}
+
+// newRuntime picks the container runtime as root and, loudly, the
+// unisolated process runtime otherwise.
+func newRuntime(cfg Config, dataDir, hostID string, log *slog.Logger) (agent.Runtime, error) {
+	if os.Geteuid() == 0 && !cfg.ProcessRuntime {
+		rt, err := runtime.NewContainerRuntime(runtime.ContainerConfig{
+			StateDir:     filepath.Join("/run/dyno", hostID),
+			CgroupParent: "dyno",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("container runtime: %w", err)
+		}
+		return rt, nil
+	}
+	log.Warn(strings.Repeat("!", 72))
+	log.Warn("NOT ISOLATED: dynos run as plain processes of this user, with no containers, no memory limit and no protection from each other. Run `dyno server` as root for isolated dynos.")
+	log.Warn(strings.Repeat("!", 72))
+	return runtime.NewProcessRuntime(runtime.ProcessConfig{StateDir: filepath.Join(dataDir, "processes")})
+}
+
+// secret reads a secret file, creating it (mode 0600) with a new random
+// value on first start.
+func secret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("make secret: %w", err)
+	}
+	s := hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// reachable turns a listen address into one a client can dial.
+func reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// hostMemoryMB reads the machine's memory from /proc/meminfo.
+func hostMemoryMB() int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var kb int
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "MemTotal:") {
+			fmt.Sscanf(strings.TrimPrefix(line, "MemTotal:"), "%d", &kb)
+		}
+	}
+	return kb / 1024
+}

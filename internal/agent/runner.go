@@ -119,7 +119,6 @@ func (r *runner) run(ctx context.Context) {
 			r.failStart(err)
 			return
 		}
-		defer r.a.ports.Put(port)
 	}
 	size, err := model.LookupSize(as.Size)
 	if err != nil {
@@ -145,34 +144,27 @@ func (r *runner) run(ctx context.Context) {
 	}
 	dyno, err := r.a.cfg.Runtime.Start(ctx, spec)
 	if err != nil {
+		if port != 0 {
+			r.a.ports.Put(port)
+		}
 		r.failStart(err)
 		return
 	}
-	defer func() {
+	// A crashed dyno's container, layer and port go at once; its status
+	// stays until the manifold replaces it.
+	release := sync.OnceFunc(func() {
 		if err := dyno.Close(); err != nil {
 			r.a.log.Warn("clean up dyno", "dyno", as.Name, "id", as.ID, "err", err)
 		}
-	}()
+		if port != 0 {
+			r.a.ports.Put(port)
+		}
+	})
+	defer release()
 	exited := make(chan runtime.Result, 1)
 	go func() { exited <- dyno.Wait() }()
 
-	up := make(chan struct{})
-	bootCtx, bootCancel := context.WithCancel(context.Background())
-	defer bootCancel()
-	if port == 0 {
-		close(up)
-	} else {
-		r.status.Endpoint = net.JoinHostPort(r.a.cfg.Address, strconv.Itoa(port))
-		go waitForPort(bootCtx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), up)
-	}
-	boot := time.NewTimer(r.a.cfg.BootTimeout)
-	defer boot.Stop()
-
-	select {
-	case res := <-exited:
-		r.crashed(res)
-	case <-up:
-		r.setState(model.StateUp)
+	if r.awaitUp(dyno, port, exited) {
 		select {
 		case res := <-exited:
 			r.crashed(res)
@@ -180,6 +172,38 @@ func (r *runner) run(ctx context.Context) {
 			r.stopDyno(dyno, exited)
 			return
 		}
+	} else if r.status.State != model.StateCrashed {
+		return // stopped while starting
+	}
+	release()
+	// Crashed: the manifold decides when it starts again, as a new dyno.
+	<-r.stopCh
+	if r.removing() {
+		r.deleteStatus()
+	}
+}
+
+// awaitUp waits until the dyno is up: at once for a process that is not
+// web, once PORT accepts a connection for web. It reports whether the dyno
+// is up and running; if not, it has already crashed or been stopped.
+func (r *runner) awaitUp(dyno runtime.Dyno, port int, exited <-chan runtime.Result) bool {
+	if port == 0 {
+		r.setState(model.StateUp)
+		return true
+	}
+	r.status.Endpoint = net.JoinHostPort(r.a.cfg.Address, strconv.Itoa(port))
+	up := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go waitForPort(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), up)
+	boot := time.NewTimer(r.a.cfg.BootTimeout)
+	defer boot.Stop()
+	select {
+	case <-up:
+		r.setState(model.StateUp)
+		return true
+	case res := <-exited:
+		r.crashed(res)
 	case <-boot.C:
 		r.logDyno("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within %d seconds of launch", int(r.a.cfg.BootTimeout.Seconds()))
 		r.logDyno("Stopping process with SIGKILL")
@@ -187,13 +211,8 @@ func (r *runner) run(ctx context.Context) {
 		r.crashed(<-exited)
 	case <-r.stopCh:
 		r.stopDyno(dyno, exited)
-		return
 	}
-	// Crashed: the manifold decides when it starts again, as a new dyno.
-	<-r.stopCh
-	if r.removing() {
-		r.deleteStatus()
-	}
+	return false
 }
 
 // failStart reports a dyno that could not even start as crashed.

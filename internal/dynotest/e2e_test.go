@@ -237,7 +237,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("kill -9 of a dyno gets it replaced", func(t *testing.T) {
-		pids := pgrep("probe.py " + marker)
+		pids := pgrep("^python3 probe.py " + marker)
 		if len(pids) != 3 {
 			t.Fatalf("found %d web dyno processes on the host, want 3", len(pids))
 		}
@@ -245,7 +245,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		took := Eventually(t, 30*time.Second, "3 web dynos after kill -9", func() error {
-			if n := len(pgrep("probe.py " + marker)); n != 3 {
+			if n := len(pgrep("^python3 probe.py " + marker)); n != 3 {
 				return fmt.Errorf("%d web dyno processes", n)
 			}
 			return p.distinctDynos(t, app, 3)

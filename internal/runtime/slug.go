@@ -30,13 +30,13 @@ const (
 // dir appeared meanwhile (a concurrent unpack of the same slug), the error
 // wraps fs.ErrExist.
 func UnpackSlug(r io.Reader, dir string, uid, gid int) error {
-	if err := unpackSlug(r, dir, uid, gid); err != nil {
+	if err := unpackSlug(r, dir, uid, gid, MaxSlugBytes); err != nil {
 		return fmt.Errorf("unpack slug into %s: %w", dir, err)
 	}
 	return nil
 }
 
-func unpackSlug(r io.Reader, dir string, uid, gid int) error {
+func unpackSlug(r io.Reader, dir string, uid, gid int, maxBytes int64) error {
 	dir = filepath.Clean(dir)
 	if _, err := os.Lstat(dir); err == nil {
 		return fs.ErrExist
@@ -60,7 +60,7 @@ func unpackSlug(r io.Reader, dir string, uid, gid int) error {
 		return err
 	}
 	defer root.Close()
-	u := &unpacker{root: root, uid: uid, gid: gid, dirs: map[string]*tar.Header{}}
+	u := &unpacker{root: root, uid: uid, gid: gid, max: maxBytes, dirs: map[string]*tar.Header{}}
 	if err := u.extract(r); err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func unpackSlug(r io.Reader, dir string, uid, gid int) error {
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		if errors.Is(err, fs.ErrExist) || errors.Is(err, os.ErrExist) || strings.Contains(err.Error(), "not empty") {
+		if errors.Is(err, fs.ErrExist) { // EEXIST or ENOTEMPTY
 			return fmt.Errorf("%w: %v", fs.ErrExist, err)
 		}
 		return err
@@ -87,6 +87,7 @@ type unpacker struct {
 	root     *os.Root
 	uid, gid int
 	total    int64
+	max      int64                  // of total
 	dirs     map[string]*tar.Header // modes and times are set last
 }
 
@@ -162,8 +163,8 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		u.dirs[name] = &h
 		return u.chown(name)
 	case tar.TypeReg, tar.TypeRegA:
-		if hdr.Size < 0 || u.total+hdr.Size > MaxSlugBytes {
-			return fmt.Errorf("slug is larger than %d bytes unpacked: make it smaller", int64(MaxSlugBytes))
+		if hdr.Size < 0 || u.total+hdr.Size > u.max {
+			return fmt.Errorf("slug is larger than %d bytes unpacked: make it smaller", u.max)
 		}
 		u.total += hdr.Size
 		if err := u.replace(name); err != nil {

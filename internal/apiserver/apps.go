@@ -20,28 +20,28 @@ import (
 const casRetries = 8
 
 type appJSON struct {
-	ID                    string     `json:"id"`
-	Name                  string     `json:"name"`
-	Maintenance           bool       `json:"maintenance"`
-	WebURL                string     `json:"web_url"`
-	GitURL                string     `json:"git_url"`
-	ReleaseVersion        int        `json:"release_version"`
-	ReleasedAt            *time.Time `json:"released_at"`
-	CreatedAt             time.Time  `json:"created_at"`
-	UpdatedAt             time.Time  `json:"updated_at"`
-	Owner                 userRef    `json:"owner"`
-	Region                ref        `json:"region"`
-	Stack                 ref        `json:"stack"`
-	BuildStack            ref        `json:"build_stack"`
-	ACM                   bool       `json:"acm"`
-	InternalRouting       bool       `json:"internal_routing"`
-	ArchivedAt            *time.Time `json:"archived_at"`
-	BuildpackDescription  *string    `json:"buildpack_provided_description"`
-	Organization          *ref       `json:"organization"`
-	Team                  *ref       `json:"team"`
-	Space                 *ref       `json:"space"`
-	RepoSize              int64      `json:"repo_size"`
-	SlugSize              int64      `json:"slug_size"`
+	ID                   string     `json:"id"`
+	Name                 string     `json:"name"`
+	Maintenance          bool       `json:"maintenance"`
+	WebURL               string     `json:"web_url"`
+	GitURL               string     `json:"git_url"`
+	ReleaseVersion       int        `json:"release_version"`
+	ReleasedAt           *time.Time `json:"released_at"`
+	CreatedAt            time.Time  `json:"created_at"`
+	UpdatedAt            time.Time  `json:"updated_at"`
+	Owner                userRef    `json:"owner"`
+	Region               ref        `json:"region"`
+	Stack                ref        `json:"stack"`
+	BuildStack           ref        `json:"build_stack"`
+	ACM                  bool       `json:"acm"`
+	InternalRouting      bool       `json:"internal_routing"`
+	ArchivedAt           *time.Time `json:"archived_at"`
+	BuildpackDescription *string    `json:"buildpack_provided_description"`
+	Organization         *ref       `json:"organization"`
+	Team                 *ref       `json:"team"`
+	Space                *ref       `json:"space"`
+	RepoSize             int64      `json:"repo_size"`
+	SlugSize             int64      `json:"slug_size"`
 }
 
 func (s *Server) webURL(name string) string {
@@ -243,13 +243,13 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, s.appJSON(app))
 }
 
-// currentConfig is the config of the app's latest release.
+// getConfig shows the config vars of the app's current release.
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) error {
 	app, _, err := s.lookupApp(r)
 	if err != nil {
 		return err
 	}
-	rel, err := s.latestRelease(r.Context(), app.ID)
+	rel, err := s.currentRelease(r.Context(), app)
 	if err != nil {
 		return err
 	}

@@ -117,7 +117,9 @@ func (s *Server) Handler() http.Handler {
 // end. It is idempotent.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.mu.Lock() // createBuild checks ctx and adds to wg under mu
 		s.cancel()
+		s.mu.Unlock()
 		s.wg.Wait()
 	})
 	return nil
@@ -237,7 +239,7 @@ func acceptable(h string) bool {
 		if err != nil || mt != "application/vnd.heroku+json" {
 			return true
 		}
-		if v := params["version"]; v == "3" || strings.HasPrefix(v, "3.") {
+		if v := params["version"]; v == "" || v == "3" || strings.HasPrefix(v, "3.") {
 			return true
 		}
 	}

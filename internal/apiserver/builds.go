@@ -1,0 +1,391 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+// Builds are kept in memory only (the store has no builds bucket): the
+// last maxBuilds of them, each with the last maxOutputLines of output.
+const (
+	maxBuilds      = 200
+	maxOutputLines = 10000
+)
+
+type sourceBlob struct {
+	GetURL string `json:"get_url"`
+	PutURL string `json:"put_url"`
+}
+
+func (s *Server) sourceURL(id string) string {
+	return s.cfg.PublicURL + "/sources/" + id + "?token=" + s.token("source", id)
+}
+
+// createSource hands out a place to upload a source tarball to.
+func (s *Server) createSource(w http.ResponseWriter, r *http.Request) error {
+	if r.PathValue("app") != "" {
+		if _, _, err := s.lookupApp(r); err != nil {
+			return err
+		}
+	}
+	id := newID()
+	u := s.sourceURL(id)
+	return writeJSON(w, http.StatusCreated, map[string]sourceBlob{"source_blob": {GetURL: u, PutURL: u}})
+}
+
+func (s *Server) putSource(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !s.validToken(r, "source", id) {
+		return notFound("Couldn't find that source: use the put_url that POST /sources returned.")
+	}
+	tooLarge := &apiError{http.StatusRequestEntityTooLarge, "payload_too_large",
+		fmt.Sprintf("The source is larger than the %d bytes allowed: leave build artifacts and dependencies out of it.", s.cfg.MaxSourceBytes)}
+	if r.ContentLength > s.cfg.MaxSourceBytes {
+		return tooLarge
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxSourceBytes)
+	if _, _, err := s.st.Sources.Put(r.Context(), id, body); err != nil {
+		s.undo("partial source", s.st.Sources.Delete(context.WithoutCancel(r.Context()), id))
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return tooLarge
+		}
+		return fmt.Errorf("store source %s: %w", id, err)
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) getSource(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !s.validToken(r, "source", id) {
+		return notFound("Couldn't find that source.")
+	}
+	rc, err := s.st.Sources.Get(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("Couldn't find that source: upload it to its put_url first.")
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, err = io.Copy(w, rc)
+	return err
+}
+
+// buildRun is one build: its public record and its output.
+type buildRun struct {
+	id, appID string
+	out       *output
+
+	// guarded by Server.mu
+	status    string
+	release   *relRef
+	slug      *idRef
+	source    json.RawMessage
+	createdAt time.Time
+	updatedAt time.Time
+}
+
+type buildJSON struct {
+	ID              string          `json:"id"`
+	Status          string          `json:"status"`
+	OutputStreamURL string          `json:"output_stream_url"`
+	SourceBlob      json.RawMessage `json:"source_blob"`
+	Release         *relRef         `json:"release"`
+	Slug            *idRef          `json:"slug"`
+	App             ref             `json:"app"`
+	User            userRef         `json:"user"`
+	Buildpacks      []struct{}      `json:"buildpacks"`
+	Stack           string          `json:"stack"`
+	CreatedAt       time.Time       `json:"created_at"`
+	UpdatedAt       time.Time       `json:"updated_at"`
+}
+
+func (s *Server) buildOut(app model.App, b *buildRun) buildJSON {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return buildJSON{
+		ID: b.id, Status: b.status, SourceBlob: b.source, Release: b.release, Slug: b.slug,
+		OutputStreamURL: s.cfg.PublicURL + "/build-output/" + b.id + "?token=" + s.token("build", b.id),
+		App:             ref{ID: app.ID, Name: app.Name}, User: user(), Buildpacks: []struct{}{}, Stack: "dyno",
+		CreatedAt: b.createdAt, UpdatedAt: b.updatedAt,
+	}
+}
+
+func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		SourceBlob struct {
+			URL                string  `json:"url"`
+			Checksum           *string `json:"checksum"`
+			Version            *string `json:"version"`
+			VersionDescription *string `json:"version_description"`
+		} `json:"source_blob"`
+		Buildpacks json.RawMessage `json:"buildpacks"`
+	}
+	if err := decode(w, r, &body, false); err != nil {
+		return err
+	}
+	app, _, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(body.SourceBlob.URL)
+	sourceID, ok := "", false
+	if err == nil {
+		sourceID, ok = strings.CutPrefix(u.Path, "/sources/")
+	}
+	if !ok || sourceID == "" || !hmac.Equal([]byte(u.Query().Get("token")), []byte(s.token("source", sourceID))) {
+		return invalid("source_blob.url must be the get_url that POST /sources returned; other URLs are not fetched.")
+	}
+	src, _ := json.Marshal(body.SourceBlob)
+	now := s.cfg.Now().UTC()
+	b := &buildRun{id: newID(), appID: app.ID, out: newOutput(), status: "pending", source: src, createdAt: now, updatedAt: now}
+	s.mu.Lock()
+	if s.ctx.Err() != nil { // Close has begun: wg must not grow
+		s.mu.Unlock()
+		return &apiError{http.StatusServiceUnavailable, "unavailable", "The API server is shutting down: try again shortly."}
+	}
+	s.builds[b.id] = b
+	s.order = append(s.order, b.id)
+	s.evictBuildsLocked()
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.runBuild(app, b, sourceID)
+	return writeJSON(w, http.StatusCreated, s.buildOut(app, b))
+}
+
+// evictBuildsLocked forgets the oldest finished builds beyond maxBuilds.
+func (s *Server) evictBuildsLocked() {
+	for i := 0; len(s.builds) > maxBuilds && i < len(s.order); {
+		b := s.builds[s.order[i]]
+		if b.status == "pending" {
+			i++
+			continue
+		}
+		delete(s.builds, b.id)
+		s.order = append(s.order[:i], s.order[i+1:]...)
+	}
+}
+
+// runBuild builds the source, releases the slug and records the outcome.
+func (s *Server) runBuild(app model.App, b *buildRun, sourceID string) {
+	defer s.wg.Done()
+	defer b.out.close()
+	ctx := s.ctx
+	s.publishAPI(app.ID, "Build started by "+adminUser)
+	rel, slug, err := s.build(ctx, app, b, sourceID)
+	s.mu.Lock()
+	b.status, b.updatedAt = "succeeded", s.cfg.Now().UTC()
+	if err != nil {
+		b.status = "failed"
+	} else {
+		b.release, b.slug = &relRef{ID: rel.ID, Version: rel.Version}, &idRef{ID: slug.ID}
+	}
+	s.mu.Unlock()
+	if err == nil {
+		s.publishAPI(app.ID, "Build succeeded")
+		fmt.Fprintf(b.out, "-----> Launching...\n       Released v%d\n       %s deployed to Dyno\n", rel.Version, s.webURL(app.Name))
+	} else {
+		s.log.Info("build failed", "app", app.Name, "build", b.id, "err", err)
+	}
+}
+
+// build runs the builder, then makes the release. The builder reports its
+// own failures to the app's log; build reports the others.
+func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID string) (*model.Release, model.Slug, error) {
+	fail := func(err error) (*model.Release, model.Slug, error) {
+		fmt.Fprintf(b.out, " !     %s\n !     Build failed\n", err)
+		s.publishAPI(app.ID, "Build failed: "+err.Error())
+		return nil, model.Slug{}, err
+	}
+	src, err := s.st.Sources.Get(ctx, sourceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fail(fmt.Errorf("the source was never uploaded (or expired): PUT it to put_url before creating the build"))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("read source: %w", err))
+	}
+	defer src.Close()
+	slug, err := s.b.Build(ctx, app.ID, src, b.out)
+	if err != nil {
+		return nil, slug, err
+	}
+	short := strings.TrimPrefix(slug.Checksum, "SHA256:")
+	short = short[:min(8, len(short))]
+	rel, err := s.newRelease(ctx, app, func(prev *model.Release) (*model.Release, error) {
+		next := &model.Release{Slug: &slug, Description: "Deploy " + short, Config: map[string]string{}}
+		if prev != nil {
+			maps.Copy(next.Config, prev.Config)
+		}
+		return next, nil
+	})
+	if err != nil {
+		s.undo("slug", s.st.Slugs.Delete(context.WithoutCancel(ctx), slug.ID))
+		return fail(fmt.Errorf("create release: %w", err))
+	}
+	return rel, slug, nil
+}
+
+func (s *Server) findBuild(app model.App, id string) (*buildRun, error) {
+	s.mu.Lock()
+	b := s.builds[id]
+	s.mu.Unlock()
+	if b == nil || b.appID != app.ID {
+		return nil, notFound("Couldn't find that build.")
+	}
+	return b, nil
+}
+
+func (s *Server) getBuild(w http.ResponseWriter, r *http.Request) error {
+	app, _, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	b, err := s.findBuild(app, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.buildOut(app, b))
+}
+
+func (s *Server) listBuilds(w http.ResponseWriter, r *http.Request) error {
+	app, _, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var runs []*buildRun
+	for _, id := range s.order {
+		if b := s.builds[id]; b.appID == app.ID {
+			runs = append(runs, b)
+		}
+	}
+	s.mu.Unlock()
+	out := make([]buildJSON, 0, len(runs))
+	for _, b := range runs {
+		out = append(out, s.buildOut(app, b))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// buildOutput streams a build's output: what it has so far, then live
+// lines, until the build ends.
+func (s *Server) buildOutput(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if !s.validToken(r, "build", id) {
+		return notFound("Couldn't find that build output.")
+	}
+	s.mu.Lock()
+	b := s.builds[id]
+	s.mu.Unlock()
+	if b == nil {
+		return notFound("Couldn't find that build output: it may have been forgotten.")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	next := 0
+	for {
+		lines, n, done, wait := b.out.since(next)
+		next = n
+		for _, l := range lines {
+			if _, err := io.WriteString(w, l+"\n"); err != nil {
+				return nil // the reader went away
+			}
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+}
+
+// output is a build's output: complete lines, the last maxOutputLines of
+// them, and a broadcast to readers when more arrive.
+type output struct {
+	mu      sync.Mutex
+	lines   []string
+	dropped int    // lines forgotten from the front
+	partial []byte // an unfinished last line
+	done    bool
+	wake    chan struct{}
+}
+
+func newOutput() *output { return &output{wake: make(chan struct{})} }
+
+// Write adds build output; lines end at '\n'.
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done {
+		return 0, errors.New("build output is closed")
+	}
+	data := append(o.partial, p...)
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		o.lines = append(o.lines, string(data[:i]))
+		data = data[i+1:]
+	}
+	o.partial = append([]byte(nil), data...)
+	if over := len(o.lines) - maxOutputLines; over > 0 {
+		o.lines = append([]string(nil), o.lines[over:]...)
+		o.dropped += over
+	}
+	o.broadcastLocked()
+	return len(p), nil
+}
+
+func (o *output) broadcastLocked() {
+	close(o.wake)
+	o.wake = make(chan struct{})
+}
+
+func (o *output) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done {
+		return
+	}
+	if len(o.partial) > 0 {
+		o.lines = append(o.lines, string(o.partial))
+		o.partial = nil
+	}
+	o.done = true
+	o.broadcastLocked()
+}
+
+// since returns the lines from absolute index i on, the index after them,
+// whether the output is complete, and a channel closed on the next change.
+func (o *output) since(i int) ([]string, int, bool, <-chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	i = max(i, o.dropped)
+	lines := append([]string(nil), o.lines[i-o.dropped:]...)
+	return lines, o.dropped + len(o.lines), o.done, o.wake
+}

@@ -1,0 +1,397 @@
+package apiserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/logplex"
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+func TestDeploy(t *testing.T) {
+	e := newEnv(t, 0)
+	e.createApp("web-app")
+	e.must(200, "PATCH", "/apps/web-app/config-vars", map[string]string{"GREETING": "hi"}, nil)
+
+	b, out := e.deploy("web-app", tarball(t, goodSource...))
+	if b.Status != "succeeded" || b.Release == nil || b.Release.Version != 2 || b.Slug == nil {
+		t.Fatalf("build %+v\n%s", b, out)
+	}
+	for _, want := range []string{"Procfile declares types -> web, worker", "Released v2", "http://web-app.dyno.test:8080/ deployed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("build output lacks %q:\n%s", want, out)
+		}
+	}
+	var rel releaseJSON
+	e.must(200, "GET", "/apps/web-app/releases/2", nil, &rel)
+	if !strings.HasPrefix(rel.Description, "Deploy ") || len(rel.Description) != len("Deploy ")+8 || rel.Slug == nil || rel.Slug.ID != b.Slug.ID || !rel.Current {
+		t.Errorf("release %+v", rel)
+	}
+	var cfg map[string]string
+	e.must(200, "GET", "/apps/web-app/config-vars", nil, &cfg)
+	if cfg["GREETING"] != "hi" {
+		t.Errorf("config after deploy %v", cfg)
+	}
+	var forms []formationJSON
+	e.must(200, "GET", "/apps/web-app/formation", nil, &forms)
+	if len(forms) != 2 || forms[0].Type != "web" || forms[0].Quantity != 1 || forms[1].Type != "worker" || forms[1].Quantity != 0 ||
+		forms[0].Command != "python3 -m http.server $PORT" || forms[0].Size != model.DefaultSize {
+		t.Errorf("formation %+v", forms)
+	}
+
+	// A config change keeps the slug; a redeploy keeps the quantities.
+	e.must(200, "PATCH", "/apps/web-app/formation", map[string]any{"updates": []map[string]any{{"type": "web", "quantity": 0}}}, nil)
+	e.must(200, "PATCH", "/apps/web-app/config-vars", map[string]string{"X": "y"}, nil)
+	e.must(200, "GET", "/apps/web-app/releases/3", nil, &rel)
+	if rel.Slug == nil || rel.Slug.ID != b.Slug.ID {
+		t.Errorf("config release lost the slug: %+v", rel)
+	}
+	b2, _ := e.deploy("web-app", tarball(t, append(goodSource, file{"Procfile.extra", "x"})...))
+	if b2.Status != "succeeded" || b2.Release.Version != 4 {
+		t.Fatalf("second build %+v", b2)
+	}
+	var web formationJSON
+	e.must(200, "GET", "/apps/web-app/formation/web", nil, &web)
+	if web.Quantity != 0 {
+		t.Errorf("redeploy reset web to %d", web.Quantity)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.logs.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := e.logs.Recent(ctx, b.App.ID, logplex.Filter{Dyno: "api"}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, l := range lines {
+		msgs = append(msgs, l.Message)
+	}
+	got := strings.Join(msgs, "|")
+	want := "Release v1 created by admin@dyno.local|Build started by admin@dyno.local|Release v2 created by admin@dyno.local|Build succeeded"
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("api log lines %q, want them to start with %q", got, want)
+	}
+}
+
+func TestBadBuilds(t *testing.T) {
+	e := newEnv(t, 64<<10)
+	e.createApp("bad")
+	garbage := make([]byte, 1000)
+	rand.Read(garbage)
+	tests := []struct {
+		name string
+		src  []byte
+		want string
+	}{
+		{"no Procfile", tarball(t, file{"app.py", "x"}), "no Procfile found"},
+		{"malformed Procfile", tarball(t, file{"Procfile", "web python3 app.py\n"}), "Procfile line 1"},
+		{"garbage", garbage, "not a gzipped tarball"},
+		{"dotdot", tarball(t, append(goodSource, file{"../evil", "x"})...), "leaves the app root"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, out := e.deploy("bad", tc.src)
+			if b.Status != "failed" || b.Release != nil || !strings.Contains(out, tc.want) || !strings.Contains(out, "Build failed") {
+				t.Errorf("build %+v, output %q, want failed with %q", b, out, tc.want)
+			}
+		})
+	}
+	var rels []releaseJSON
+	e.must(200, "GET", "/apps/bad/releases", nil, &rels)
+	if len(rels) != 0 || countSlugs(t, e) != 0 {
+		t.Errorf("failed builds left %d releases, %d slugs", len(rels), countSlugs(t, e))
+	}
+
+	big := make([]byte, 100<<10)
+	rand.Read(big)
+	var s map[string]sourceBlob
+	e.must(201, "POST", "/sources", nil, &s)
+	u := s["source_blob"].PutURL
+	for name, body := range map[string]io.Reader{"with length": bytes.NewReader(big), "chunked": io.MultiReader(bytes.NewReader(big))} {
+		resp := e.raw("PUT", u, body)
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 || !strings.Contains(string(data), "payload_too_large") {
+			t.Errorf("oversize upload %s: status %d %s, want 413", name, resp.StatusCode, data)
+		}
+	}
+	id := strings.TrimPrefix(strings.Split(u, "?")[0], e.url+"/sources/")
+	if _, err := e.st.Sources.Get(context.Background(), id); err != store.ErrNotFound {
+		t.Errorf("oversize source was stored: %v", err)
+	}
+	bad := strings.Replace(u, "token=", "token=x", 1)
+	if resp := e.raw("PUT", bad, "x"); resp.StatusCode != 404 {
+		t.Errorf("PUT with a bad token: status %d, want 404", resp.StatusCode)
+	}
+	// A build of a source that was never uploaded fails clearly.
+	b := buildJSON{}
+	e.must(201, "POST", "/apps/bad/builds", map[string]any{"source_blob": map[string]string{"url": u}}, &b)
+	resp := e.raw("GET", b.OutputStreamURL, nil)
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(out), "never uploaded") {
+		t.Errorf("output %q", out)
+	}
+	e.must(422, "POST", "/apps/bad/builds", map[string]any{"source_blob": map[string]string{"url": "http://example.com/x.tgz"}}, nil)
+}
+
+func TestFormation(t *testing.T) {
+	e := newEnv(t, 0)
+	e.createApp("fresh")
+	e.must(422, "PATCH", "/apps/fresh/formation", map[string]any{"updates": []map[string]any{{"type": "web", "quantity": 1}}}, nil)
+	e.createApp("scale")
+	e.deploy("scale", tarball(t, goodSource...))
+	type upd = map[string]any
+	tests := []struct {
+		name       string
+		updates    []upd
+		want       int
+		wantWeb    int
+		wantWorker int
+		wantSize   string // of web
+		wantMsg    string
+	}{
+		{name: "absolute", updates: []upd{{"type": "web", "quantity": 2}}, want: 200, wantWeb: 2, wantSize: "standard-1X"},
+		{name: "string", updates: []upd{{"type": "web", "quantity": "3"}}, want: 200, wantWeb: 3, wantSize: "standard-1X"},
+		{name: "relative", updates: []upd{{"type": "web", "quantity": "+1"}, {"type": "worker", "quantity": "+2"}}, want: 200, wantWeb: 4, wantWorker: 2, wantSize: "standard-1X"},
+		{name: "minus", updates: []upd{{"type": "worker", "quantity": "-1"}}, want: 200, wantWeb: 4, wantWorker: 1, wantSize: "standard-1X"},
+		{name: "size", updates: []upd{{"type": "web", "quantity": "2", "size": "Standard-2x"}}, want: 200, wantWeb: 2, wantWorker: 1, wantSize: "standard-2X"},
+		{name: "dyno_size", updates: []upd{{"type": "web", "dyno_size": upd{"name": "performance-m"}}}, want: 200, wantWeb: 2, wantWorker: 1, wantSize: "performance-M"},
+		{name: "unknown type", updates: []upd{{"type": "web", "quantity": 9}, {"type": "clock", "quantity": 1}}, want: 422, wantWeb: 2, wantWorker: 1, wantSize: "performance-M",
+			wantMsg: "Couldn't find that process type (clock). Process types in this release: web, worker"},
+		{name: "negative", updates: []upd{{"type": "worker", "quantity": "-5"}}, want: 422, wantWeb: 2, wantWorker: 1, wantSize: "performance-M"},
+		{name: "bad size", updates: []upd{{"type": "web", "size": "huge"}}, want: 422, wantWeb: 2, wantWorker: 1, wantSize: "performance-M", wantMsg: "Unknown dyno size"},
+		{name: "bad quantity", updates: []upd{{"type": "web", "quantity": "lots"}}, want: 422, wantWeb: 2, wantWorker: 1, wantSize: "performance-M"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, data := e.call("PATCH", "/apps/scale/formation", map[string]any{"updates": tc.updates})
+			if status != tc.want || !strings.Contains(string(data), tc.wantMsg) {
+				t.Fatalf("status %d %s, want %d with %q", status, data, tc.want, tc.wantMsg)
+			}
+			f, _, err := e.st.Formations.Get(context.Background(), mustApp(t, e, "scale").ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := f.Processes["web"]; w.Quantity != tc.wantWeb || w.Size != tc.wantSize || f.Processes["worker"].Quantity != tc.wantWorker {
+				t.Errorf("formation %+v, want web=%d (%s) worker=%d", f.Processes, tc.wantWeb, tc.wantSize, tc.wantWorker)
+			}
+		})
+	}
+	var web formationJSON
+	e.must(200, "PATCH", "/apps/scale/formation/web", map[string]any{"quantity": 1}, &web)
+	if web.Quantity != 1 || web.DynoSize.Name != "performance-M" {
+		t.Errorf("single PATCH %+v", web)
+	}
+	e.must(404, "GET", "/apps/scale/formation/clock", nil, nil)
+}
+
+func mustApp(t *testing.T, e *env, name string) appJSON {
+	t.Helper()
+	var a appJSON
+	e.must(200, "GET", "/apps/"+name, nil, &a)
+	return a
+}
+
+func TestDynosAndRestarts(t *testing.T) {
+	e := newEnv(t, 0)
+	e.createApp("ps-app")
+	e.deploy("ps-app", tarball(t, goodSource...))
+	app := mustApp(t, e, "ps-app")
+	ctx := context.Background()
+	now := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	statuses := []model.DynoStatus{
+		{ID: "d-web2", AppID: app.ID, Type: "web", Name: "web.2", Release: 1, Size: "standard-1X", Command: "x", State: model.StateUp, StartedAt: now, UpdatedAt: now},
+		{ID: "d-worker1", AppID: app.ID, Type: "worker", Name: "worker.1", Release: 1, State: model.StateCrashed, StartedAt: now, UpdatedAt: now},
+		{ID: "d-web10", AppID: app.ID, Type: "web", Name: "web.10", Release: 1, State: model.StateUp, StartedAt: now, UpdatedAt: now},
+	}
+	for _, s := range statuses {
+		if _, err := e.st.Statuses.Put(ctx, model.StatusKey(app.ID, s.ID), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assignments := []model.Assignment{
+		{ID: "d-web2", HostID: "h1", AppID: app.ID, Type: "web", Name: "web.2", Index: 2, Release: 1},
+		{ID: "d-web1", HostID: "h1", AppID: app.ID, Type: "web", Name: "web.1", Index: 1, Release: 1, Command: "python3", CreatedAt: now},
+		{ID: "other", HostID: "h1", AppID: "some-other-app", Type: "web", Name: "web.1", Index: 1},
+	}
+	for _, a := range assignments {
+		if _, err := e.st.Assignments.Put(ctx, model.AssignmentKey(a.HostID, a.ID), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dynos []dynoJSON
+	e.must(200, "GET", "/apps/ps-app/dynos", nil, &dynos)
+	var got []string
+	for _, d := range dynos {
+		got = append(got, d.Name+":"+d.State)
+	}
+	if want := "web.1:starting web.2:up web.10:up worker.1:crashed"; strings.Join(got, " ") != want {
+		t.Errorf("dynos %q, want %q", strings.Join(got, " "), want)
+	}
+	if dynos[0].Release.ID == "" || dynos[0].App.Name != "ps-app" {
+		t.Errorf("dyno %+v lacks its release or app", dynos[0])
+	}
+	var d dynoJSON
+	e.must(200, "GET", "/apps/ps-app/dynos/web.2", nil, &d)
+	e.must(200, "GET", "/apps/ps-app/dynos/d-web2", nil, &d)
+	e.must(404, "GET", "/apps/ps-app/dynos/web.9", nil, nil)
+
+	tests := []struct {
+		method, path string
+		want         int
+		check        func(model.Restarts) bool
+	}{
+		{"DELETE", "/apps/ps-app/dynos", 202, func(r model.Restarts) bool { return r.All == 1 }},
+		{"DELETE", "/apps/ps-app/formations/web", 202, func(r model.Restarts) bool { return r.Types["web"] == 1 }},
+		{"POST", "/apps/ps-app/formations/worker/actions/stop", 202, func(r model.Restarts) bool { return r.Types["worker"] == 1 }},
+		{"DELETE", "/apps/ps-app/dynos/web.2", 202, func(r model.Restarts) bool { return r.Dynos["web.2"] == 1 }},
+		{"POST", "/apps/ps-app/dynos/web.2/actions/stop", 202, func(r model.Restarts) bool { return r.Dynos["web.2"] == 2 }},
+		{"DELETE", "/apps/ps-app/dynos/web.9", 404, nil},
+		{"DELETE", "/apps/ps-app/formations/clock", 404, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			status, data := e.call(tc.method, tc.path, nil)
+			if status != tc.want {
+				t.Fatalf("status %d %s, want %d", status, data, tc.want)
+			}
+			if tc.check == nil {
+				return
+			}
+			f, _, err := e.st.Formations.Get(ctx, app.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(f.Restarts) {
+				t.Errorf("restarts %+v", f.Restarts)
+			}
+			if g := f.Restarts.Generation("web", "web.2"); g < 1 {
+				t.Errorf("generation of web.2 = %d", g)
+			}
+		})
+	}
+}
+
+func TestLogSessions(t *testing.T) {
+	e := newEnv(t, 0)
+	e.createApp("logs")
+	app := mustApp(t, e, "logs")
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, l := range []struct{ dyno, msg string }{{"web.1", "one"}, {"worker.1", "two"}, {"web.2", "three"}} {
+		e.logs.Publish(app.ID, model.LogLine{Time: base.Add(time.Duration(i) * time.Second), Source: model.SourceApp, Dyno: l.dyno, Message: l.msg})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.logs.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		body map[string]any
+		want []string
+	}{
+		{"all", nil, []string{"one", "two", "three"}},
+		{"lines", map[string]any{"lines": 2}, []string{"two", "three"}},
+		{"type", map[string]any{"type": "web"}, []string{"one", "three"}},
+		{"dyno", map[string]any{"dyno": "worker.1"}, []string{"two"}},
+		{"source", map[string]any{"source": "heroku"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var ls map[string]any
+			e.must(201, "POST", "/apps/logs/log-sessions", tc.body, &ls)
+			resp := e.raw("GET", ls["logplex_url"].(string), nil)
+			defer resp.Body.Close()
+			if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+				t.Errorf("content type %q", ct)
+			}
+			data, _ := io.ReadAll(resp.Body) // ends after the backlog
+			var got []string
+			for _, line := range strings.Split(string(data), "\n") {
+				if rest, ok := strings.CutPrefix(line, "data: "); ok {
+					got = append(got, rest[strings.LastIndex(rest, ": ")+2:])
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("lines %q, want %q\n%s", got, tc.want, data)
+			}
+			if len(tc.want) > 0 && !strings.Contains(string(data), "id: 1\ndata: 2026-01-02T03:0") {
+				t.Errorf("SSE framing wrong:\n%s", data)
+			}
+		})
+	}
+	e.must(422, "POST", "/apps/logs/log-sessions", map[string]any{"source": "nope"}, nil)
+	e.must(422, "POST", "/apps/logs/log-sessions", map[string]any{"lines": 5000}, nil)
+
+	t.Run("tail", func(t *testing.T) {
+		var ls map[string]any
+		e.must(201, "POST", "/apps/logs/log-sessions", map[string]any{"tail": true, "lines": 1}, &ls)
+		req := e.raw("GET", ls["logplex_url"].(string), nil)
+		defer req.Body.Close()
+		sc := bufio.NewScanner(req.Body)
+		next := func() string {
+			for sc.Scan() {
+				if rest, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+					return rest
+				}
+			}
+			t.Fatalf("stream ended: %v", sc.Err())
+			return ""
+		}
+		if l := next(); !strings.HasSuffix(l, "app[web.2]: three") {
+			t.Fatalf("history line %q", l)
+		}
+		e.logs.Publish(app.ID, model.LogLine{Time: base, Source: model.SourceHeroku, Dyno: "router", Message: "live"})
+		if l := next(); !strings.HasSuffix(l, "heroku[router]: live") {
+			t.Fatalf("live line %q", l)
+		}
+	})
+
+	t.Run("expiry and token", func(t *testing.T) {
+		var ls map[string]any
+		e.must(201, "POST", "/apps/logs/log-sessions", nil, &ls)
+		u := ls["logplex_url"].(string)
+		if resp := e.raw("GET", strings.Replace(u, "token=", "token=x", 1), nil); resp.StatusCode != 404 {
+			t.Errorf("bad token: status %d", resp.StatusCode)
+		}
+		e.advance(6 * time.Minute)
+		resp := e.raw("GET", u, nil)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var apiErr map[string]string
+		json.Unmarshal(body, &apiErr)
+		if resp.StatusCode != 404 || apiErr["id"] != "not_found" {
+			t.Errorf("expired session: status %d %s", resp.StatusCode, body)
+		}
+	})
+}
+
+func TestCloseEndsTails(t *testing.T) {
+	e := newEnv(t, 0)
+	e.createApp("closing")
+	var ls map[string]any
+	e.must(201, "POST", "/apps/closing/log-sessions", map[string]any{"tail": true}, &ls)
+	resp := e.raw("GET", ls["logplex_url"].(string), nil)
+	defer resp.Body.Close()
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadAll(resp.Body); done <- err }()
+	e.srv.Close()
+	e.srv.Close() // idempotent
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the tail")
+	}
+}

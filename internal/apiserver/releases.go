@@ -1,0 +1,326 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/store"
+)
+
+type releaseJSON struct {
+	ID          string    `json:"id"`
+	Version     int       `json:"version"`
+	Description string    `json:"description"`
+	Status      string    `json:"status"`
+	Current     bool      `json:"current"`
+	User        userRef   `json:"user"`
+	Slug        *idRef    `json:"slug"`
+	App         ref       `json:"app"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+type idRef struct {
+	ID string `json:"id"`
+}
+
+func releaseOut(app model.App, r model.Release) releaseJSON {
+	out := releaseJSON{
+		ID: r.ID, Version: r.Version, Description: r.Description, Status: r.Status,
+		Current: r.Version == app.ReleaseVersion, User: userRef{ID: derivedID("user", r.User), Email: r.User},
+		App: ref{ID: app.ID, Name: app.Name}, CreatedAt: r.CreatedAt, UpdatedAt: r.CreatedAt,
+	}
+	if r.Slug != nil {
+		out.Slug = &idRef{ID: r.Slug.ID}
+	}
+	return out
+}
+
+// releases lists an app's releases, oldest first.
+func (s *Server) releases(ctx context.Context, appID string) ([]model.Release, error) {
+	entries, err := s.st.Releases.List(ctx, appID+".>")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.Release, len(entries))
+	for i, e := range entries {
+		out[i] = e.Value
+	}
+	slices.SortFunc(out, func(a, b model.Release) int { return a.Version - b.Version })
+	return out, nil
+}
+
+// latestRelease is the app's newest release, or nil before the first.
+func (s *Server) latestRelease(ctx context.Context, appID string) (*model.Release, error) {
+	rels, err := s.releases(ctx, appID)
+	if err != nil || len(rels) == 0 {
+		return nil, err
+	}
+	return &rels[len(rels)-1], nil
+}
+
+// currentRelease is the release the app runs, or nil before the first.
+func (s *Server) currentRelease(ctx context.Context, app model.App) (*model.Release, error) {
+	if app.ReleaseVersion == 0 {
+		return nil, nil
+	}
+	rel, _, err := s.st.Releases.Get(ctx, model.ReleaseKey(app.ID, app.ReleaseVersion))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &rel, nil
+}
+
+// newRelease is the one place releases are made. change gets the app's
+// latest release (nil before the first) and returns the next one's slug,
+// config and description, or nil for no release. The next version is the
+// latest plus one; if another writer takes it first, change runs again on
+// the new latest, so concurrent config changes are never lost. Releases
+// are immutable: change must copy, not modify, prev's maps. The release
+// becomes current once the formation knows its process types.
+func (s *Server) newRelease(ctx context.Context, app model.App, change func(prev *model.Release) (*model.Release, error)) (*model.Release, error) {
+	for range casRetries {
+		prev, err := s.latestRelease(ctx, app.ID)
+		if err != nil {
+			return nil, err
+		}
+		next, err := change(prev)
+		if err != nil || next == nil {
+			return nil, err
+		}
+		next.ID, next.AppID, next.User, next.Status = newID(), app.ID, adminUser, "succeeded"
+		next.Version, next.CreatedAt = 1, s.cfg.Now().UTC()
+		if prev != nil {
+			next.Version = prev.Version + 1
+		}
+		if next.Config == nil {
+			next.Config = map[string]string{}
+		}
+		key := model.ReleaseKey(app.ID, next.Version)
+		if _, err := s.st.Releases.Create(ctx, key, *next); errors.Is(err, store.ErrExists) {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("create release v%d of %s: %w", next.Version, app.Name, err)
+		}
+		err = nil
+		if next.Slug != nil {
+			err = s.formationForSlug(ctx, app.ID, next.Slug)
+		}
+		if err == nil {
+			err = s.pointApp(ctx, app.ID, next.Version, next.CreatedAt)
+		}
+		if err != nil {
+			s.undo("release", s.st.Releases.Delete(context.WithoutCancel(ctx), key, 0))
+			return nil, err
+		}
+		s.publishAPI(app.ID, fmt.Sprintf("Release v%d created by %s", next.Version, adminUser))
+		return next, nil
+	}
+	return nil, fmt.Errorf("create release of %s: too many concurrent releases, try again", app.Name)
+}
+
+// formationForSlug gives the process types new in slug a formation entry:
+// web=1 when the formation has no dynos yet (a first deploy), else 0.
+func (s *Server) formationForSlug(ctx context.Context, appID string, slug *model.Slug) error {
+	now := s.cfg.Now().UTC()
+	return s.updateFormation(ctx, appID, func(f *model.Formation) (bool, error) {
+		running := false
+		for _, p := range f.Processes {
+			running = running || p.Quantity > 0
+		}
+		changed := false
+		for typ := range slug.ProcessTypes {
+			if _, ok := f.Processes[typ]; ok {
+				continue
+			}
+			p := model.Process{Size: model.DefaultSize, CreatedAt: now, UpdatedAt: now}
+			if typ == "web" && !running {
+				p.Quantity = 1
+			}
+			f.Processes[typ] = p
+			changed = true
+		}
+		return changed, nil
+	})
+}
+
+// pointApp makes version the app's current release unless a newer one is.
+func (s *Server) pointApp(ctx context.Context, appID string, version int, at time.Time) error {
+	for range casRetries {
+		app, rev, err := s.st.Apps.Get(ctx, appID)
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("Couldn't find that app: it was deleted.")
+		}
+		if err != nil {
+			return err
+		}
+		if app.ReleaseVersion >= version {
+			return nil
+		}
+		app.ReleaseVersion, app.ReleasedAt, app.UpdatedAt = version, at, at
+		if _, err := s.st.Apps.Update(ctx, appID, app, rev); errors.Is(err, store.ErrConflict) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("make v%d current: %w", version, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("make v%d current: too many concurrent changes", version)
+}
+
+func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) error {
+	rng, err := parseRange(r.Header.Get("Range"))
+	if err != nil {
+		return err
+	}
+	app, _, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	rels, err := s.releases(r.Context(), app.ID)
+	if err != nil {
+		return err
+	}
+	if rng.desc {
+		slices.Reverse(rels)
+	}
+	out := []releaseJSON{}
+	for _, rel := range rels {
+		if !rng.includes(rel.Version) {
+			continue
+		}
+		if len(out) == rng.max {
+			order := "asc"
+			if rng.desc {
+				order = "desc"
+			}
+			w.Header().Set("Next-Range", fmt.Sprintf("version ]%d..; max=%d, order=%s", out[len(out)-1].Version, rng.max, order))
+			break
+		}
+		out = append(out, releaseOut(app, rel))
+	}
+	w.Header().Set("Accept-Ranges", "version")
+	status := http.StatusOK
+	if len(out) > 0 {
+		w.Header().Set("Content-Range", fmt.Sprintf("version %d..%d", out[0].Version, out[len(out)-1].Version))
+	}
+	if w.Header().Get("Next-Range") != "" {
+		status = http.StatusPartialContent
+	}
+	return writeJSON(w, status, out)
+}
+
+func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) error {
+	app, _, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	want := r.PathValue("release")
+	if v, err := strconv.Atoi(strings.TrimPrefix(want, "v")); err == nil {
+		rel, _, err := s.st.Releases.Get(r.Context(), model.ReleaseKey(app.ID, v))
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("Couldn't find that release.")
+		}
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, releaseOut(app, rel))
+	}
+	rels, err := s.releases(r.Context(), app.ID)
+	if err != nil {
+		return err
+	}
+	for _, rel := range rels {
+		if rel.ID == want {
+			return writeJSON(w, http.StatusOK, releaseOut(app, rel))
+		}
+	}
+	return notFound("Couldn't find that release.")
+}
+
+// releaseRange is a parsed Range header: `version [first]..[last]; max=N,
+// order=asc|desc`, with "]first" meaning "after first". Bounds follow the
+// order: with desc, first is the highest version.
+type releaseRange struct {
+	first, last    int // 0 = open
+	firstExclusive bool
+	max            int
+	desc           bool
+}
+
+func (rg releaseRange) includes(v int) bool {
+	before := func(a, b int) bool { // a comes before b in the order
+		if rg.desc {
+			return a > b
+		}
+		return a < b
+	}
+	if rg.first > 0 && (before(v, rg.first) || rg.firstExclusive && v == rg.first) {
+		return false
+	}
+	return rg.last == 0 || !before(rg.last, v)
+}
+
+// parseRange reads the header loosely: the CLI sends both
+// "version ..; max=15, order=desc" and "version ..; order=desc,max=1".
+func parseRange(h string) (releaseRange, error) {
+	rg := releaseRange{max: 200}
+	if strings.TrimSpace(h) == "" {
+		return rg, nil
+	}
+	head, params, _ := strings.Cut(h, ";")
+	fields := strings.Fields(head)
+	if len(fields) == 0 || (fields[0] != "version" && fields[0] != "id") {
+		return rg, badRequest("Range %q is invalid: releases are ranged by version, as in \"version ..; max=10, order=desc\".", h)
+	}
+	if fields[0] == "version" && len(fields) > 1 {
+		first, last, ok := strings.Cut(fields[1], "..")
+		if !ok {
+			return rg, badRequest("Range %q is invalid: write the versions as first..last.", h)
+		}
+		if strings.HasPrefix(first, "]") {
+			rg.firstExclusive, first = true, first[1:]
+		}
+		var err1, err2 error
+		if first != "" {
+			rg.first, err1 = strconv.Atoi(first)
+		}
+		if last != "" {
+			rg.last, err2 = strconv.Atoi(last)
+		}
+		if err1 != nil || err2 != nil {
+			return rg, badRequest("Range %q is invalid: versions must be numbers.", h)
+		}
+	}
+	for _, p := range strings.FieldsFunc(params, func(r rune) bool { return r == ',' || r == ';' }) {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		switch strings.TrimSpace(k) {
+		case "max":
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < 1 {
+				return rg, badRequest("Range %q is invalid: max must be a positive number.", h)
+			}
+			rg.max = min(n, 1000)
+		case "order":
+			switch strings.TrimSpace(v) {
+			case "asc":
+				rg.desc = false
+			case "desc":
+				rg.desc = true
+			default:
+				return rg, badRequest("Range %q is invalid: order must be asc or desc.", h)
+			}
+		}
+	}
+	return rg, nil
+}

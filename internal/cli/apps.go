@@ -88,7 +88,6 @@ func (s *session) appsInfoCommand() *cobra.Command {
 		Use:   "apps:info [APP]",
 		Short: "show an app's details",
 		Args:  cobra.MaximumNArgs(1),
-		RunE:  nil,
 	}
 	app := appFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -123,11 +122,11 @@ func (s *session) appsInfoCommand() *cobra.Command {
 		if a.ReleaseVersion > 0 {
 			release = fmt.Sprintf("v%d", a.ReleaseVersion)
 		}
-		fields := [][2]string{
-			{"Dynos", strings.Join(dynoSummary, ", ")},
-			{"Git URL", a.GitURL},
-			{"Maintenance", fmt.Sprint(a.Maintenance)},
+		fields := [][2]string{{"Dynos", strings.Join(dynoSummary, ", ")}}
+		if a.GitURL != "" {
+			fields = append(fields, [2]string{"Git URL", a.GitURL})
 		}
+		fields = append(fields, [2]string{"Maintenance", fmt.Sprint(a.Maintenance)})
 		if a.Owner != nil && a.Owner.Email != "" {
 			fields = append(fields, [2]string{"Owner", a.Owner.Email})
 		}

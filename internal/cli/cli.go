@@ -123,7 +123,7 @@ func (s *session) describe(err error) string {
 	}
 	var apiErr *client.Error
 	if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusUnauthorized {
-		msg := err.Error()
+		msg := strings.TrimSuffix(err.Error(), ".")
 		if !s.hasKey {
 			return msg + ": no API key given: run `dyno login` or set DYNO_API_KEY"
 		}

@@ -80,10 +80,12 @@ type UnreachableError struct {
 	Err error
 }
 
+// Error names the URL and the transport's reason.
 func (e *UnreachableError) Error() string {
 	return fmt.Sprintf("cannot reach %s: %v", e.URL, e.Err)
 }
 
+// Unwrap returns the transport's error.
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // ListRange asks for one page of a list, as Heroku's Range header does:
@@ -123,6 +125,20 @@ func (r ListRange) header() string {
 func (c *Client) Raw(ctx context.Context, method, path string, body any) (json.RawMessage, error) {
 	var raw json.RawMessage
 	if _, err := c.do(ctx, method, path, body, nil, &raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// RawRange GETs one page of a list with a Range header, returning the body
+// as it came.
+func (c *Client) RawRange(ctx context.Context, path string, r ListRange) (json.RawMessage, error) {
+	var hdr http.Header
+	if h := r.header(); h != "" {
+		hdr = http.Header{"Range": {h}}
+	}
+	var raw json.RawMessage
+	if _, err := c.do(ctx, http.MethodGet, path, nil, hdr, &raw); err != nil {
 		return nil, err
 	}
 	return raw, nil

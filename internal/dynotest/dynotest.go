@@ -140,7 +140,11 @@ func (p *Platform) Stop(timeout time.Duration) time.Duration {
 		p.t.Errorf("dyno server did not stop within %s of SIGTERM:\n%s", timeout, p.Output())
 	}
 	p.cmd = nil
-	return time.Since(start)
+	took := time.Since(start)
+	if took > 10*time.Second {
+		p.t.Logf("dyno server took %s to stop; its output:\n%s", took, p.Output())
+	}
+	return took
 }
 
 // Restart stops the server and starts it again on the same data dir.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,9 +114,9 @@ func (e *env) app(name, id string) {
 // dyno reports a web dyno's status, as its agent does.
 func (e *env) dyno(appID string, index int, state, endpoint string) {
 	e.t.Helper()
-	id := "d" + string(rune('0'+index))
+	id := "d" + strconv.Itoa(index)
 	s := model.DynoStatus{
-		ID: id, AppID: appID, Type: "web", Name: "web." + string(rune('0'+index)),
+		ID: id, AppID: appID, Type: "web", Name: "web." + strconv.Itoa(index),
 		State: state, Endpoint: endpoint, UpdatedAt: time.Now(),
 	}
 	if _, err := e.st.Statuses.Put(context.Background(), model.StatusKey(appID, id), s); err != nil {
@@ -125,16 +126,18 @@ func (e *env) dyno(appID string, index int, state, endpoint string) {
 
 func (e *env) deleteDyno(appID string, index int) {
 	e.t.Helper()
-	if err := e.st.Statuses.Delete(context.Background(), model.StatusKey(appID, "d"+string(rune('0'+index))), 0); err != nil {
+	if err := e.st.Statuses.Delete(context.Background(), model.StatusKey(appID, "d"+strconv.Itoa(index)), 0); err != nil {
 		e.t.Fatal(err)
 	}
 }
+
+var waitTableTimeout = 10 * time.Second
 
 // waitTable waits, woken by the router's table swaps, until ok holds for
 // the app called name (nil if it is not in the table).
 func (e *env) waitTable(name string, ok func(a *app) bool) {
 	e.t.Helper()
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(waitTableTimeout)
 	for {
 		t := e.r.table.Load()
 		if ok(t.apps[name]) {
@@ -143,7 +146,7 @@ func (e *env) waitTable(name string, ok func(a *app) bool) {
 		select {
 		case <-t.changed:
 		case <-deadline:
-			e.t.Fatalf("route table for %s did not reach the expected state in 5 s: %+v", name, t.apps[name])
+			e.t.Fatalf("route table for %s did not reach the expected state in %v: %+v", name, waitTableTimeout, t.apps[name])
 		}
 	}
 }
@@ -187,8 +190,8 @@ func (e *env) frontPort() string {
 	return p
 }
 
-// backend starts a dyno stand-in on 127.0.0.1:0 and returns its endpoint.
-func backend(t *testing.T, h http.HandlerFunc) string {
+// dynoServer starts a dyno stand-in on 127.0.0.1:0 and returns its endpoint.
+func dynoServer(t *testing.T, h http.HandlerFunc) string {
 	t.Helper()
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
@@ -197,7 +200,7 @@ func backend(t *testing.T, h http.HandlerFunc) string {
 
 // says is a backend that answers its name.
 func says(t *testing.T, name string) string {
-	return backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })
+	return dynoServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })
 }
 
 // refusedEndpoint is an address where nothing listens.

@@ -25,6 +25,7 @@ type reqState struct {
 	fwd       string // X-Forwarded-For sent to the dyno
 	app       *app   // routes snapshot the request is served from
 	body      trackedBody
+	hdr       [6]string // values of the headers added for the dyno
 
 	// Set by the proxy goroutine only.
 	dyno       string // dyno of the current (last) attempt
@@ -86,6 +87,9 @@ func (t retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 		return nil, errors.New("router: request without routing state")
 	}
 	up := s.app.up
+	if len(up) == 0 {
+		return nil, &dialError{addr: "(none)", err: errors.New("no up web dyno")}
+	}
 	var tried [maxAttempts]int
 	attempts := min(maxAttempts, len(up))
 	var err error
@@ -123,13 +127,21 @@ func (r *Router) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Scheme = "http"
 	out.URL.Host = "dyno" // the round trip sets the chosen dyno's endpoint
 	// Out.Host keeps the client's Host: apps see the name they were called by.
+	// One backing array for the header values: fewer allocations per request.
+	v := &s.hdr
+	v[0], v[1], v[2] = s.fwd, "http", localPort(pr.In)
+	v[3], v[4], v[5] = s.requestID, strconv.FormatInt(s.start.UnixMilli(), 10), "1.1 dyno"
 	h := out.Header
-	h["X-Forwarded-For"] = []string{s.fwd}
-	h["X-Forwarded-Proto"] = []string{"http"}
-	h["X-Forwarded-Port"] = []string{localPort(pr.In)}
-	h["X-Request-Id"] = []string{s.requestID}
-	h["X-Request-Start"] = []string{strconv.FormatInt(s.start.UnixMilli(), 10)}
-	h["Via"] = append(h["Via"], "1.1 dyno")
+	h["X-Forwarded-For"] = v[0:1:1]
+	h["X-Forwarded-Proto"] = v[1:2:2]
+	h["X-Forwarded-Port"] = v[2:3:3]
+	h["X-Request-Id"] = v[3:4:4]
+	h["X-Request-Start"] = v[4:5:5]
+	if via := h["Via"]; len(via) > 0 {
+		h["Via"] = append(via, v[5])
+	} else {
+		h["Via"] = v[5:6:6]
+	}
 	if out.Body != nil {
 		s.body.rc = out.Body
 		out.Body = &s.body
@@ -209,13 +221,21 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 	return b.rc.Read(p)
 }
 
-func (b *trackedBody) Close() error { return b.rc.Close() }
+// Close passes on only once the body was read: the transport closes the
+// body after a failed dial, and ReverseProxy's body refuses reads after
+// Close, which would rule out the retry. ReverseProxy closes it itself
+// when the request ends.
+func (b *trackedBody) Close() error {
+	if !b.read.Load() {
+		return nil
+	}
+	return b.rc.Close()
+}
 
 // responseWriter counts what goes to the client and notes whether writing
 // to it failed (the client went away).
 type responseWriter struct {
 	http.ResponseWriter
-	flusher  interface{ FlushError() error }
 	status   int
 	bytes    int64
 	writeErr error
@@ -242,10 +262,15 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 
 // FlushError is what http.ResponseController (and so ReverseProxy) calls.
 func (w *responseWriter) FlushError() error {
-	if w.flusher == nil {
+	var err error
+	switch f := w.ResponseWriter.(type) {
+	case interface{ FlushError() error }:
+		err = f.FlushError()
+	case http.Flusher:
+		f.Flush()
+	default:
 		return http.ErrNotSupported
 	}
-	err := w.flusher.FlushError()
 	if err != nil && w.writeErr == nil {
 		w.writeErr = err
 	}

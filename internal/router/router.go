@@ -61,6 +61,8 @@ type Router struct {
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 	dialer    net.Dialer
+	// waiting counts the requests waiting for a starting dyno.
+	waiting atomic.Int64
 }
 
 const (
@@ -139,7 +141,6 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 	s := &reqState{req: req, host: host, start: start, app: a}
 	s.w = responseWriter{ResponseWriter: w}
-	s.w.flusher, _ = w.(interface{ FlushError() error })
 	s.requestID = req.Header.Get("X-Request-Id")
 	if !validRequestID(s.requestID) {
 		s.requestID = newRequestID()
@@ -220,6 +221,8 @@ func (r *Router) awaitUp(ctx context.Context, t *table, name string) (*app, *hco
 			tm := time.NewTimer(r.cfg.StartingWait)
 			defer tm.Stop()
 			timeout = tm.C
+			r.waiting.Add(1)
+			defer r.waiting.Add(-1)
 		}
 		select {
 		case <-t.changed:

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/dyno-platform/dyno/internal/model"
 	"github.com/dyno-platform/dyno/internal/store"
 )
@@ -60,11 +62,11 @@ func routesOf(id string, dynos map[string]model.DynoStatus) *app {
 // builder holds the mirrored store state the tables are built from. It is
 // owned by the Run goroutine alone.
 type builder struct {
-	names  map[string]string                       // app name → app ID
+	names  map[string]string                      // app name → app ID
 	dynos  map[string]map[string]model.DynoStatus // app ID → status key → web dyno
-	keyApp map[string]string                       // status key → app ID, for deletes
-	routes map[string]*app                         // app ID → routes, reused across tables
-	dirty  map[string]struct{}                     // app IDs whose routes must be recomputed
+	keyApp map[string]string                      // status key → app ID, for deletes
+	routes map[string]*app                        // app ID → routes, reused across tables
+	dirty  map[string]struct{}                    // app IDs whose routes must be recomputed
 }
 
 func newBuilder() *builder {
@@ -217,6 +219,16 @@ func (f *feed[T]) lost(r *Router) {
 	f.schedule()
 }
 
+// reopen replaces the watch at once: after a reconnection to NATS a fresh
+// watch resyncs in milliseconds, where the old one would notice the lost
+// consumer only after missed heartbeats (tens of seconds).
+func (f *feed[T]) reopen(ctx context.Context, r *Router) {
+	f.close()
+	f.retry.Stop()
+	f.backoff = minBackoff
+	f.open(ctx, r)
+}
+
 func (f *feed[T]) schedule() {
 	f.retry.Reset(f.backoff)
 	f.backoff = min(f.backoff*2, maxBackoff)
@@ -262,7 +274,8 @@ func (f *feed[T]) handle(ev store.Event[T], put func(string, T), del func(string
 // Run mirrors the app names and web dyno statuses of the store into the
 // route table: list-then-watch of both buckets, no polling. If a watch
 // closes, the last known table stays in use while the watch is
-// re-established with back-off. Run returns nil when ctx ends.
+// re-established with back-off, and at once after a reconnection to NATS.
+// Run returns nil when ctx ends.
 func (r *Router) Run(ctx context.Context) error {
 	defer r.transport.CloseIdleConnections()
 	b := newBuilder()
@@ -273,11 +286,18 @@ func (r *Router) Run(ctx context.Context) error {
 	defer names.retry.Stop()
 	defer stats.retry.Stop()
 
+	reconnected := r.store.Conn().StatusChanged(nats.CONNECTED)
+	defer r.store.Conn().RemoveStatusListener(reconnected)
+
 	changed := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-reconnected:
+			r.log.Info("route table: reconnected to the store; resyncing the routes")
+			names.reopen(ctx, r)
+			stats.reopen(ctx, r)
 		case <-names.retry.C:
 			names.open(ctx, r)
 		case <-stats.retry.C:

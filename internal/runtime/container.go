@@ -148,7 +148,25 @@ func (d *containerDyno) start() error {
 	}
 	copied := pipes.startCopying(d.spec.Stdout, d.spec.Stderr)
 	go d.wait(copied)
+	d.awaitCommand()
 	return nil
+}
+
+// awaitCommand waits until the PID 1 shell has forked the command. A signal
+// sent before that would reach only PID 1, which ignores it, and be lost:
+// a dyno stopped right after its start would then run on until SIGKILL.
+func (d *containerDyno) awaitCommand() {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if pids, err := d.container.Processes(); err != nil || len(pids) >= 2 {
+			return
+		}
+		select {
+		case <-d.done:
+			return
+		case <-time.After(500 * time.Microsecond):
+		}
+	}
 }
 
 // wait is the dyno's one goroutine: it reaps the init, reads the OOM counter

@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func configAPI(t *testing.T) *fakeAPI {
+	api := newFakeAPI(t)
+	api.handle("GET /apps/{app}/config-vars", http.StatusOK, map[string]string{"GREETING": "hi there", "DATABASE_URL": "postgres://db/x", "Q": "it's"})
+	api.handle("PATCH /apps/{app}/config-vars", http.StatusOK, map[string]string{"GREETING": "hi", "DATABASE_URL": "postgres://db/x"})
+	rel := func(v int, desc string, current bool) map[string]any {
+		return map[string]any{
+			"id": "r", "version": v, "description": desc, "status": "succeeded", "current": current,
+			"user": map[string]string{"email": "admin@dyno.local"}, "slug": map[string]string{"id": "slug-1"},
+			"created_at": "2026-11-26T13:59:00Z", "updated_at": "2026-11-26T13:59:00Z",
+		}
+	}
+	api.handle("GET /apps/{app}/releases", http.StatusOK, []any{
+		rel(3, "Set GREETING config vars", true), rel(2, "Deploy 1a2b3c4d", false), rel(1, "Initial release", false),
+	})
+	api.handle("GET /apps/{app}/releases/{v}", http.StatusOK, rel(3, "Set GREETING config vars", true))
+	return api
+}
+
+func TestConfigAndReleases(t *testing.T) {
+	tests := []struct {
+		args       []string
+		wantStdout string
+		wantStderr string
+	}{
+		{[]string{"config"}, "=== hello Config Vars\nDATABASE_URL: postgres://db/x\nGREETING:     hi there\nQ:            it's\n", ""},
+		{[]string{"config", "--shell"}, "DATABASE_URL=postgres://db/x\nGREETING='hi there'\nQ='it'\\''s'\n", ""},
+		{[]string{"config", "--json"}, "{\n  \"DATABASE_URL\": \"postgres://db/x\",\n  \"GREETING\": \"hi there\",\n  \"Q\": \"it's\"\n}\n", ""},
+		{[]string{"config:get", "GREETING"}, "hi there\n", ""},
+		{[]string{"config:get", "NOPE"}, "\n", ""},
+		{[]string{"config:set", "GREETING=hi"}, "GREETING: hi\n", "Setting GREETING and restarting hello... done, v3\n"},
+		{[]string{"config:unset", "GREETING"}, "", "Unsetting GREETING and restarting hello... done, v3\n"},
+		{[]string{"releases"}, "=== hello Releases - Current: v3\n" +
+			"v3  Set GREETING config vars  admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n" +
+			"v2  Deploy 1a2b3c4d           admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n" +
+			"v1  Initial release           admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n", ""},
+		{[]string{"releases:info", "v3"}, "=== Release v3\nBy:      admin@dyno.local\nChange:  Set GREETING config vars\n" +
+			"Current: true\nSlug:    slug-1\nStatus:  succeeded\nWhen:    2026/11/26 13:59:00 +0000 (~ 1m ago)\n", ""},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			api := configAPI(t)
+			r := run(t, api, map[string]string{"DYNO_APP": "hello"}, tc.args...)
+			wantOK(t, r)
+			if r.stdout != tc.wantStdout || r.stderr != tc.wantStderr {
+				t.Errorf("stdout %q\nwant   %q\nstderr %q\nwant   %q", r.stdout, tc.wantStdout, r.stderr, tc.wantStderr)
+			}
+		})
+	}
+}
+
+func TestConfigRequests(t *testing.T) {
+	tests := []struct {
+		args      []string
+		wantBody  string
+		wantRange string
+	}{
+		{[]string{"config:set", "GREETING=hi", "EMPTY=", "EQ=a=b"}, `{"EMPTY":"","EQ":"a=b","GREETING":"hi"}`, "version ..; max=1, order=desc"},
+		{[]string{"config:unset", "GREETING", "OLD"}, `{"GREETING":null,"OLD":null}`, "version ..; max=1, order=desc"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			api := configAPI(t)
+			wantOK(t, run(t, api, nil, append(tc.args, "-a", "hello")...))
+			patch := api.requests(http.MethodPatch, "/apps/hello/config-vars")
+			if len(patch) != 1 || strings.TrimSpace(patch[0].Body) != tc.wantBody {
+				t.Errorf("PATCH %+v, want body %s", patch, tc.wantBody)
+			}
+			rels := api.requests(http.MethodGet, "/apps/hello/releases")
+			if len(rels) != 1 || rels[0].Header.Get("Range") != tc.wantRange {
+				t.Errorf("releases requests %+v, want Range %q", rels, tc.wantRange)
+			}
+		})
+	}
+	api := configAPI(t)
+	wantOK(t, run(t, api, nil, "releases", "-a", "hello"))
+	if got := api.requests(http.MethodGet, "/apps/hello/releases")[0].Header.Get("Range"); got != "version ..; max=15, order=desc" {
+		t.Errorf("releases Range %q", got)
+	}
+}

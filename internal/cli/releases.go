@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dyno-platform/dyno/internal/client"
+)
+
+func (s *session) releasesCommand() *cobra.Command {
+	var asJSON bool
+	var num int
+	cmd := &cobra.Command{
+		Use:   "releases",
+		Short: "list an app's newest releases",
+		Args:  cobra.NoArgs,
+	}
+	app := appFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if num < 1 {
+			return errors.New("--num must be at least 1")
+		}
+		c, name, err := s.target(*app)
+		if err != nil {
+			return err
+		}
+		rng := client.ListRange{Field: "version", Max: num, Descending: true}
+		if asJSON {
+			raw, err := c.RawRange(cmd.Context(), appPath(name, "releases"), rng)
+			if err != nil {
+				return err
+			}
+			return s.printJSON(raw)
+		}
+		rels, err := c.Releases(cmd.Context(), name, rng)
+		if err != nil {
+			return err
+		}
+		if len(rels) == 0 {
+			fmt.Fprintf(s.stdout, "No releases on %s\n", name)
+			return nil
+		}
+		header := fmt.Sprintf("=== %s Releases", name)
+		for _, r := range rels {
+			if r.Current {
+				header += fmt.Sprintf(" - Current: v%d", r.Version)
+			}
+		}
+		fmt.Fprintln(s.stdout, header)
+		rows := make([][]string, len(rels))
+		for i, r := range rels {
+			rows[i] = []string{fmt.Sprintf("v%d", r.Version), describeRelease(r), r.User.Email, s.when(r.CreatedAt)}
+		}
+		printTable(s, rows)
+		return nil
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	cmd.Flags().IntVarP(&num, "num", "n", 15, "how many releases to show")
+	return cmd
+}
+
+// describeRelease is the release's description, with its status when it is
+// not a plain success.
+func describeRelease(r client.Release) string {
+	if r.Status != "" && r.Status != "succeeded" {
+		return fmt.Sprintf("%s (%s)", r.Description, r.Status)
+	}
+	return r.Description
+}
+
+// printTable prints rows with columns aligned and two spaces between them.
+func printTable(s *session, rows [][]string) {
+	var widths []int
+	for _, row := range rows {
+		for i, cell := range row {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], len(cell))
+		}
+	}
+	for _, row := range rows {
+		var b strings.Builder
+		for i, cell := range row {
+			if i < len(row)-1 {
+				fmt.Fprintf(&b, "%-*s  ", widths[i], cell)
+			} else {
+				b.WriteString(cell)
+			}
+		}
+		fmt.Fprintln(s.stdout, strings.TrimRight(b.String(), " "))
+	}
+}
+
+func (s *session) releasesInfoCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "releases:info [VERSION]",
+		Short: "show one release (the newest if no version is given)",
+		Args:  cobra.MaximumNArgs(1),
+	}
+	app := appFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, name, err := s.target(*app)
+		if err != nil {
+			return err
+		}
+		version := ""
+		if len(args) == 1 {
+			version = strings.TrimPrefix(args[0], "v")
+		} else {
+			rels, err := c.Releases(cmd.Context(), name, client.ListRange{Max: 1, Descending: true})
+			if err != nil {
+				return err
+			}
+			if len(rels) == 0 {
+				return fmt.Errorf("%s has no releases yet: deploy it first (dyno deploy DIR -a %s)", name, name)
+			}
+			version = fmt.Sprint(rels[0].Version)
+		}
+		if asJSON {
+			return s.printRaw(cmd.Context(), c, appPath(name, "releases", url.PathEscape(version)))
+		}
+		r, err := c.Release(cmd.Context(), name, version)
+		if err != nil {
+			return err
+		}
+		slug := "none"
+		if r.Slug != nil {
+			slug = r.Slug.ID
+		}
+		fmt.Fprintf(s.stdout, "=== Release v%d\n", r.Version)
+		styledFields(s.stdout, [][2]string{
+			{"By", r.User.Email},
+			{"Change", r.Description},
+			{"Current", fmt.Sprint(r.Current)},
+			{"Slug", slug},
+			{"Status", r.Status},
+			{"When", s.when(r.CreatedAt)},
+		})
+		return nil
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	return cmd
+}

@@ -203,5 +203,7 @@ func containerConfig(s *Spec, cgroupParent string) *configs.Config {
 // dispositions, and its exit status (128+signal when killed) becomes the
 // dyno's. The shell also reaps orphans while it waits.
 func shellArgs(command string) []string {
-	return []string{"/bin/sh", "-c", `/bin/sh -c "$1"; exit $?`, "dyno", command}
+	// The shell's own notes ("Terminated") go nowhere; the command keeps
+	// the dyno's stderr.
+	return []string{"/bin/sh", "-c", `exec 3>&2 2>/dev/null; /bin/sh -c "$1" 2>&3 3>&-; exit $?`, "dyno", command}
 }

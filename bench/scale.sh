@@ -13,7 +13,8 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-go build -o "$TMP/dyno" ./cmd/dyno
+TAGS=$(pkg-config --exists libseccomp 2>/dev/null && echo seccomp || true)
+CGO_ENABLED=1 go build -tags "$TAGS" -o "$TMP/dyno" ./cmd/dyno
 BASE=${BASE:-17100}
 "$TMP/dyno" server --data-dir "$TMP/data" --api 127.0.0.1:$BASE --http 127.0.0.1:$((BASE+1)) --nats-listen 127.0.0.1:$((BASE+3)) > "$TMP/server.log" 2>&1 &
 SERVER=$!

@@ -55,6 +55,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// PidsLimit bounds the processes of one dyno.
 	PidsLimit int
+	// MonitorInterval is how often a running dyno's memory and load are
+	// sampled (2 s); MetricsPeriod how often R14 and metrics lines are
+	// logged at most (20 s, as Heroku).
+	MonitorInterval, MetricsPeriod time.Duration
 }
 
 // Agent runs the dynos assigned to one host.
@@ -95,6 +99,12 @@ func New(cfg Config, st *store.Store) *Agent {
 	}
 	if cfg.PidsLimit == 0 {
 		cfg.PidsLimit = 512
+	}
+	if cfg.MonitorInterval == 0 {
+		cfg.MonitorInterval = 2 * time.Second
+	}
+	if cfg.MetricsPeriod == 0 {
+		cfg.MetricsPeriod = 20 * time.Second
 	}
 	if cfg.UID == 0 {
 		cfg.UID, cfg.GID = 61000, 61000

@@ -136,7 +136,8 @@ func (r *runner) run(ctx context.Context) {
 		WorkDir:   filepath.Join(r.a.cfg.DataDir, "dynos", as.ID),
 		UID:       r.a.cfg.UID,
 		GID:       r.a.cfg.GID,
-		MemoryMB:  size.MemoryMB,
+		// The hard limit is twice the quota: R14 between, R15 at the limit.
+		MemoryMB:  2 * size.MemoryMB,
 		CPUShares: size.CPUShares,
 		PidsLimit: r.a.cfg.PidsLimit,
 		Stdout:    out,
@@ -162,7 +163,13 @@ func (r *runner) run(ctx context.Context) {
 	})
 	defer release()
 	exited := make(chan runtime.Result, 1)
-	go func() { exited <- dyno.Wait() }()
+	waited := make(chan struct{})
+	go func() {
+		res := dyno.Wait()
+		close(waited)
+		exited <- res
+	}()
+	go newMonitor(r, size.MemoryMB).run(dyno, waited)
 
 	if r.awaitUp(dyno, port, exited) {
 		select {

@@ -28,7 +28,9 @@ func Build(dir string) (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "dyno")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/dyno")
+	// make test passes its build tags (seccomp) on, so the binary under
+	// test is the one make run builds.
+	cmd := exec.Command("go", "build", "-tags", os.Getenv("DYNO_BUILD_TAGS"), "-o", bin, "./cmd/dyno")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -44,7 +44,11 @@ type Config struct {
 	Now     func() time.Time
 
 	MemoryMB, CPUs int
-	UID, GID       int // the unprivileged user dynos run as
+	// UIDMin and UIDMax bound the host user IDs dynos run as: every dyno
+	// has one of its own (and the group of the same number), so no two
+	// dynos share a user. SlugGID is the one group they share, which owns
+	// the unpacked slugs so that every dyno can change its own /app.
+	UIDMin, UIDMax, SlugGID int
 	// PortMin and PortMax bound the ports handed to web dynos as PORT.
 	PortMin, PortMax int
 	// StopTimeout is the grace between SIGTERM and SIGKILL (30 s).
@@ -67,7 +71,8 @@ type Agent struct {
 	st    *store.Store
 	log   *slog.Logger
 	slugs *slugCache
-	ports *portPool
+	ports *numberPool
+	uids  *numberPool
 
 	mu      sync.Mutex
 	runners map[string]*runner // by dyno ID; guarded by mu
@@ -106,15 +111,19 @@ func New(cfg Config, st *store.Store) *Agent {
 	if cfg.MetricsPeriod == 0 {
 		cfg.MetricsPeriod = 20 * time.Second
 	}
-	if cfg.UID == 0 {
-		cfg.UID, cfg.GID = 61000, 61000
+	if cfg.UIDMin == 0 {
+		cfg.UIDMin, cfg.UIDMax = 200000, 299999
+	}
+	if cfg.SlugGID == 0 {
+		cfg.SlugGID = 199999
 	}
 	return &Agent{
 		cfg:     cfg,
 		st:      st,
 		log:     cfg.Logger.With("host", cfg.HostID),
-		slugs:   newSlugCache(filepath.Join(cfg.DataDir, "slugs"), st.Slugs, cfg.UID, cfg.GID),
+		slugs:   newSlugCache(filepath.Join(cfg.DataDir, "slugs"), st.Slugs, cfg.SlugGID),
 		ports:   newPortPool(cfg.PortMin, cfg.PortMax),
+		uids:    newNumberPool("user ID", cfg.UIDMin, cfg.UIDMax, nil),
 		runners: map[string]*runner{},
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -99,67 +100,24 @@ func (r *runner) run(ctx context.Context) {
 	r.setState(model.StateStarting)
 	r.logDyno("Starting process with command `%s`", as.Command)
 
-	fetchCtx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-r.stopCh:
-			cancel()
-		case <-fetchCtx.Done():
-		}
-	}()
-	slugDir, err := r.a.slugs.Dir(fetchCtx, as.Slug)
-	cancel()
+	spec, quotaMB, giveBack, err := r.prepare(ctx)
 	if err != nil {
-		r.failStart(fmt.Errorf("prepare slug: %w", err))
-		return
-	}
-	port := 0
-	if as.Type == "web" {
-		if port, err = r.a.ports.Get(); err != nil {
-			r.failStart(err)
-			return
-		}
-	}
-	size, err := model.LookupSize(as.Size)
-	if err != nil {
-		size, _ = model.LookupSize(model.DefaultSize)
-	}
-	out := newLineWriter(func(line string) {
-		r.a.cfg.Logs.Publish(as.AppID, model.LogLine{Time: r.a.cfg.Now(), Source: model.SourceApp, Dyno: as.Name, Message: line})
-	})
-	spec := runtime.Spec{
-		ID:        as.ID,
-		Hostname:  as.Name,
-		Command:   as.Command,
-		Env:       r.env(port),
-		SlugDir:   slugDir,
-		WorkDir:   filepath.Join(r.a.cfg.DataDir, "dynos", as.ID),
-		UID:       r.a.cfg.UID,
-		GID:       r.a.cfg.GID,
-		// The hard limit is twice the quota: R14 between, R15 at the limit.
-		MemoryMB:  2 * size.MemoryMB,
-		CPUShares: size.CPUShares,
-		PidsLimit: r.a.cfg.PidsLimit,
-		Stdout:    out,
-		Stderr:    out,
-	}
-	dyno, err := r.a.cfg.Runtime.Start(ctx, spec)
-	if err != nil {
-		if port != 0 {
-			r.a.ports.Put(port)
-		}
 		r.failStart(err)
 		return
 	}
-	// A crashed dyno's container, layer and port go at once; its status
-	// stays until the manifold replaces it.
+	dyno, err := r.a.cfg.Runtime.Start(ctx, spec)
+	if err != nil {
+		giveBack()
+		r.failStart(err)
+		return
+	}
+	// A crashed dyno's container, layer, port and user go at once; its
+	// status stays until the manifold replaces it.
 	release := sync.OnceFunc(func() {
 		if err := dyno.Close(); err != nil {
 			r.a.log.Warn("clean up dyno", "dyno", as.Name, "id", as.ID, "err", err)
 		}
-		if port != 0 {
-			r.a.ports.Put(port)
-		}
+		giveBack()
 	})
 	defer release()
 	exited := make(chan runtime.Result, 1)
@@ -169,9 +127,9 @@ func (r *runner) run(ctx context.Context) {
 		close(waited)
 		exited <- res
 	}()
-	go newMonitor(r, size.MemoryMB).run(dyno, waited)
+	go newMonitor(r, quotaMB).run(dyno, waited)
 
-	if r.awaitUp(dyno, port, exited) {
+	if r.awaitUp(dyno, spec.Port, exited) {
 		select {
 		case res := <-exited:
 			r.crashed(res)
@@ -190,6 +148,72 @@ func (r *runner) run(ctx context.Context) {
 	}
 }
 
+// prepare gets what the dyno needs before it can start: its slug on this
+// host, a port if it is web, a user of its own. giveBack returns the port
+// and the user.
+func (r *runner) prepare(ctx context.Context) (spec runtime.Spec, quotaMB int, giveBack func(), err error) {
+	as := r.as
+	fetchCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.stopCh:
+			cancel()
+		case <-fetchCtx.Done():
+		}
+	}()
+	slugDir, err := r.a.slugs.Dir(fetchCtx, as.Slug)
+	if err != nil {
+		return spec, 0, nil, err
+	}
+	var held []func()
+	giveBack = func() {
+		for _, f := range held {
+			f()
+		}
+	}
+	port := 0
+	if as.Type == "web" {
+		if port, err = r.a.ports.Get(); err != nil {
+			return spec, 0, nil, err
+		}
+		held = append(held, func() { r.a.ports.Put(port) })
+	}
+	uid, err := r.a.uids.Get()
+	if err != nil {
+		giveBack()
+		return spec, 0, nil, err
+	}
+	held = append(held, func() { r.a.uids.Put(uid) })
+	size, err := model.LookupSize(as.Size)
+	if err != nil {
+		size, _ = model.LookupSize(model.DefaultSize)
+	}
+	out := newLineWriter(func(line string) {
+		r.a.cfg.Logs.Publish(as.AppID, model.LogLine{Time: r.a.cfg.Now(), Source: model.SourceApp, Dyno: as.Name, Message: line})
+	})
+	spec = runtime.Spec{
+		ID:       as.ID,
+		Hostname: as.Name,
+		Command:  as.Command,
+		Env:      r.env(port),
+		SlugDir:  slugDir,
+		WorkDir:  filepath.Join(r.a.cfg.DataDir, "dynos", as.ID),
+		Port:     port,
+		UID:      uid,
+		GID:      uid,
+		// The shared slug group lets the dyno change its /app files.
+		AdditionalGroups: []int{r.a.cfg.SlugGID},
+		// The hard limit is twice the quota: R14 between, R15 at the limit.
+		MemoryMB:  2 * size.MemoryMB,
+		CPUShares: size.CPUShares,
+		PidsLimit: r.a.cfg.PidsLimit,
+		Stdout:    out,
+		Stderr:    out,
+	}
+	return spec, size.MemoryMB, giveBack, nil
+}
+
 // awaitUp waits until the dyno is up: at once for a process that is not
 // web, once PORT accepts a connection for web. It reports whether the dyno
 // is up and running; if not, it has already crashed or been stopped.
@@ -198,11 +222,17 @@ func (r *runner) awaitUp(dyno runtime.Dyno, port int, exited <-chan runtime.Resu
 		r.setState(model.StateUp)
 		return true
 	}
-	r.status.Endpoint = net.JoinHostPort(r.a.cfg.Address, strconv.Itoa(port))
+	// A dyno with a network of its own is reached at its own address; one
+	// on the host's network at the host's.
+	host := dyno.Addr()
+	if host == "127.0.0.1" {
+		host = r.a.cfg.Address
+	}
+	r.status.Endpoint = net.JoinHostPort(host, strconv.Itoa(port))
 	up := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go waitForPort(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), up)
+	go waitForPort(ctx, net.JoinHostPort(dyno.Addr(), strconv.Itoa(port)), up)
 	boot := time.NewTimer(r.a.cfg.BootTimeout)
 	defer boot.Stop()
 	select {
@@ -225,7 +255,12 @@ func (r *runner) awaitUp(dyno runtime.Dyno, port int, exited <-chan runtime.Resu
 // failStart reports a dyno that could not even start as crashed.
 func (r *runner) failStart(err error) {
 	r.a.log.Warn("start dyno", "dyno", r.as.Name, "id", r.as.ID, "err", err)
-	r.logDyno("Error R99 (Platform error) -> Failed to start the dyno: %v", err)
+	var sum *checksumError
+	if errors.As(err, &sum) {
+		r.logDyno("Error R17 (Checksum error) -> Checksum does not match expected value. Expected: %s Actual: %s", sum.want, sum.got)
+	} else {
+		r.logDyno("Error R99 (Platform error) -> Failed to start the dyno: %v", err)
+	}
 	r.setState(model.StateCrashed)
 	<-r.stopCh
 	if r.removing() {

@@ -18,9 +18,9 @@ import (
 // slugCache unpacks each slug once per host; every dyno of a release shares
 // the unpacked tree as its read-only /app layer.
 type slugCache struct {
-	dir      string
-	blobs    store.Blobs
-	uid, gid int
+	dir   string
+	blobs store.Blobs
+	gid   int // the slug group: owns every unpacked file
 
 	mu       sync.Mutex
 	inflight map[string]*slugFetch // guarded by mu
@@ -31,8 +31,8 @@ type slugFetch struct {
 	err  error
 }
 
-func newSlugCache(dir string, blobs store.Blobs, uid, gid int) *slugCache {
-	return &slugCache{dir: dir, blobs: blobs, uid: uid, gid: gid, inflight: map[string]*slugFetch{}}
+func newSlugCache(dir string, blobs store.Blobs, gid int) *slugCache {
+	return &slugCache{dir: dir, blobs: blobs, gid: gid, inflight: map[string]*slugFetch{}}
 }
 
 // Dir returns the directory of the unpacked slug, fetching, checking and
@@ -88,15 +88,25 @@ func (c *slugCache) fetch(ctx context.Context, slug model.Slug, dir string) erro
 		return fmt.Errorf("fetch slug %s: %w", slug.ID, err)
 	}
 	if got := "SHA256:" + hex.EncodeToString(h.Sum(nil)); slug.Checksum != "" && got != slug.Checksum {
-		return fmt.Errorf("slug %s checksum is %s, want %s: the stored slug is damaged", slug.ID, got, slug.Checksum)
+		return &checksumError{slug: slug.ID, got: got, want: slug.Checksum}
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("fetch slug %s: %w", slug.ID, err)
 	}
 	// UnpackSlug writes to a temporary directory and renames it into place,
 	// so a half-unpacked slug is never used.
-	if err := runtime.UnpackSlug(tmp, dir, c.uid, c.gid); err != nil {
+	if err := runtime.UnpackSlug(tmp, dir, c.gid); err != nil {
 		return fmt.Errorf("unpack slug %s: %w", slug.ID, err)
 	}
 	return nil
+}
+
+// checksumError is a slug whose bytes are not the ones its release names
+// (R17): damaged or replaced in the store.
+type checksumError struct {
+	slug, got, want string
+}
+
+func (e *checksumError) Error() string {
+	return fmt.Sprintf("slug %s checksum is %s, want %s: the stored slug is damaged", e.slug, e.got, e.want)
 }

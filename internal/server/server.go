@@ -198,6 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 	stopAPI()
 	stopRouterWatch()
 	wg.Wait()
+	log.Info("stopped: every dyno is down; the next start on this data dir brings them back")
 	return firstErr
 }
 

@@ -59,6 +59,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// PidsLimit bounds the processes of one dyno.
 	PidsLimit int
+	// DrainDelay is how long a web dyno stays out of the route tables
+	// before it gets SIGTERM, for routers to notice and requests under way
+	// to finish (2 s).
+	DrainDelay time.Duration
 	// MonitorInterval is how often a running dyno's memory and load are
 	// sampled (2 s); MetricsPeriod how often R14 and metrics lines are
 	// logged at most (20 s, as Heroku).
@@ -104,6 +108,9 @@ func New(cfg Config, st *store.Store) *Agent {
 	}
 	if cfg.PidsLimit == 0 {
 		cfg.PidsLimit = 512
+	}
+	if cfg.DrainDelay == 0 {
+		cfg.DrainDelay = 2 * time.Second
 	}
 	if cfg.MonitorInterval == 0 {
 		cfg.MonitorInterval = 2 * time.Second
@@ -207,15 +214,22 @@ func (a *Agent) startDyno(ctx context.Context, as model.Assignment) {
 	if _, ok := a.runners[as.ID]; ok {
 		return
 	}
-	if st, _, err := a.st.Statuses.Get(ctx, model.StatusKey(as.AppID, as.ID)); err == nil && st.State == model.StateCrashed {
-		return
-	}
 	r := newRunner(a, as)
 	a.runners[as.ID] = r
+	// A dyno that crashed before the agent restarted stays crashed: its
+	// runner only waits to remove the status when the manifold replaces it.
+	crashed := false
+	if st, _, err := a.st.Statuses.Get(ctx, model.StatusKey(as.AppID, as.ID)); err == nil && st.State == model.StateCrashed {
+		crashed = true
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		r.run(ctx)
+		if crashed {
+			r.awaitRemoval()
+		} else {
+			r.run(ctx)
+		}
 		a.mu.Lock()
 		delete(a.runners, as.ID)
 		a.mu.Unlock()

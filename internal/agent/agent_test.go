@@ -84,7 +84,7 @@ func (e *env) startAgent(t *testing.T, tweak func(*Config)) func() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{HostID: "h1", DataDir: t.TempDir(), Runtime: rt, Logs: e.logs, PortMin: 31000, PortMax: 31999}
+	cfg := Config{HostID: "h1", DataDir: t.TempDir(), Runtime: rt, Logs: e.logs, PortMin: 31000, PortMax: 31999, DrainDelay: 50 * time.Millisecond}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -232,4 +232,27 @@ func TestShutdownLeavesDynosDownAndRestartBringsThemBack(t *testing.T) {
 	}
 	e.startAgent(t, func(c *Config) { c.DataDir = dataDir })
 	e.awaitState(t, "r1", model.StateUp)
+}
+
+func TestCrashedDynoStatusGoesWithItsAssignmentAfterARestart(t *testing.T) {
+	e := newEnv(t)
+	dataDir := t.TempDir()
+	stop := e.startAgent(t, func(c *Config) { c.DataDir = dataDir })
+	e.assign(t, "x1", "worker", "exit 1")
+	e.awaitState(t, "x1", model.StateCrashed)
+	stop()
+	// The agent comes back while the manifold still waits out a back-off;
+	// then the manifold replaces the dyno.
+	e.startAgent(t, func(c *Config) { c.DataDir = dataDir })
+	time.Sleep(200 * time.Millisecond)
+	if st := e.awaitState(t, "x1", model.StateCrashed); st.ExitStatus == nil {
+		t.Fatalf("crashed status lost its exit status: %+v", st)
+	}
+	if err := e.st.Assignments.Delete(context.Background(), model.AssignmentKey("h1", "x1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "the crashed dyno's status removed", func() bool {
+		_, _, err := e.st.Statuses.Get(context.Background(), model.StatusKey("app1", "x1"))
+		return errors.Is(err, store.ErrNotFound)
+	})
 }

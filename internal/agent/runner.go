@@ -141,7 +141,12 @@ func (r *runner) run(ctx context.Context) {
 		return // stopped while starting
 	}
 	release()
-	// Crashed: the manifold decides when it starts again, as a new dyno.
+	r.awaitRemoval()
+}
+
+// awaitRemoval keeps a crashed dyno's status until the manifold replaces
+// the dyno (and deletes its assignment) or the agent stops.
+func (r *runner) awaitRemoval() {
 	<-r.stopCh
 	if r.removing() {
 		r.deleteStatus()
@@ -262,10 +267,7 @@ func (r *runner) failStart(err error) {
 		r.logDyno("Error R99 (Platform error) -> Failed to start the dyno: %v", err)
 	}
 	r.setState(model.StateCrashed)
-	<-r.stopCh
-	if r.removing() {
-		r.deleteStatus()
-	}
+	r.awaitRemoval()
 }
 
 func (r *runner) crashed(res runtime.Result) {
@@ -279,11 +281,25 @@ func (r *runner) crashed(res runtime.Result) {
 	r.setState(model.StateCrashed)
 }
 
-// stopDyno is Heroku's shutdown: out of the routers first, SIGTERM to every
-// process, StopTimeout of grace, then SIGKILL.
+// stopDyno is Heroku's shutdown: out of the routers first, a moment for
+// them to notice and for requests under way to finish, then SIGTERM to
+// every process, StopTimeout of grace, then SIGKILL.
 func (r *runner) stopDyno(dyno runtime.Dyno, exited <-chan runtime.Result) {
-	r.status.Endpoint = ""
+	prev, routed := r.status.State, r.status.Endpoint != ""
+	// "down" at once, so that no router sends it more requests nor waits
+	// for it; the log tells the change when the process has ended.
+	r.status.State, r.status.Endpoint, r.status.UpdatedAt = model.StateDown, "", r.a.cfg.Now()
 	r.writeStatus()
+	if routed {
+		drain := time.NewTimer(r.a.cfg.DrainDelay)
+		select {
+		case <-drain.C:
+		case res := <-exited:
+			drain.Stop()
+			r.ended(prev, res)
+			return
+		}
+	}
 	r.logDyno("Stopping all processes with SIGTERM")
 	dyno.Signal(syscall.SIGTERM)
 	grace := time.NewTimer(r.a.cfg.StopTimeout)
@@ -297,15 +313,20 @@ func (r *runner) stopDyno(dyno runtime.Dyno, exited <-chan runtime.Result) {
 		dyno.Signal(syscall.SIGKILL)
 		res = <-exited
 	}
+	r.ended(prev, res)
+}
+
+// ended records a stopped dyno's exit; its status goes with its assignment.
+func (r *runner) ended(prev string, res runtime.Result) {
 	r.logDyno("Process exited with status %d", res.ExitStatus)
-	status := res.ExitStatus
-	r.status.ExitStatus = &status
+	r.logDyno("State changed from %s to %s", prev, model.StateDown)
 	if r.removing() {
-		r.logDyno("State changed from %s to %s", r.status.State, model.StateDown)
 		r.deleteStatus()
 		return
 	}
-	r.setState(model.StateDown)
+	status := res.ExitStatus
+	r.status.ExitStatus = &status
+	r.writeStatus()
 }
 
 // env is the dyno's environment: config vars, then what the platform sets.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/dyno-platform/dyno/internal/model"
 	"github.com/dyno-platform/dyno/internal/runtime"
@@ -35,35 +37,51 @@ func newSlugCache(dir string, blobs store.Blobs, gid int) *slugCache {
 	return &slugCache{dir: dir, blobs: blobs, gid: gid, inflight: map[string]*slugFetch{}}
 }
 
+// fetchTimeout bounds one download and unpack of a slug.
+const fetchTimeout = 10 * time.Minute
+
 // Dir returns the directory of the unpacked slug, fetching, checking and
-// unpacking it first if this host has not yet.
+// unpacking it first if this host has not yet. One caller fetches, in its
+// own goroutine; the others wait for it, and take over if it gave up.
 func (c *slugCache) Dir(ctx context.Context, slug model.Slug) (string, error) {
 	dir := filepath.Join(c.dir, slug.ID)
-	if _, err := os.Stat(dir); err == nil {
-		return dir, nil
-	}
-	c.mu.Lock()
-	f, ok := c.inflight[slug.ID]
-	if !ok {
-		f = &slugFetch{done: make(chan struct{})}
-		c.inflight[slug.ID] = f
-		go func() {
-			f.err = c.fetch(context.WithoutCancel(ctx), slug, dir)
-			close(f.done)
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			return dir, nil
+		}
+		c.mu.Lock()
+		f, fetching := c.inflight[slug.ID]
+		if !fetching {
+			f = &slugFetch{done: make(chan struct{})}
+			c.inflight[slug.ID] = f
+		}
+		c.mu.Unlock()
+		if !fetching {
+			fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+			f.err = c.fetch(fctx, slug, dir)
+			cancel()
 			c.mu.Lock()
 			delete(c.inflight, slug.ID)
 			c.mu.Unlock()
-		}()
-	}
-	c.mu.Unlock()
-	select {
-	case <-f.done:
-		if f.err != nil {
-			return "", f.err
+			close(f.done)
+			if f.err != nil {
+				return "", f.err
+			}
+			return dir, nil
 		}
-		return dir, nil
-	case <-ctx.Done():
-		return "", ctx.Err()
+		select {
+		case <-f.done:
+			// The fetcher was stopped: try again for ourselves.
+			if f.err != nil && ctx.Err() == nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
+				continue
+			}
+			if f.err != nil {
+				return "", f.err
+			}
+			return dir, nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	}
 }
 

@@ -83,9 +83,9 @@ S(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()
 	write("hog.py", `import time
 chunks = []
 while True:
-    chunks.append(bytearray(b'x' * (32 << 20)))
-    print('holding', len(chunks) * 32, 'MB', flush=True)
-    time.sleep(0.05)
+    chunks.append(bytearray(b'x' * (16 << 20)))
+    print('holding', len(chunks) * 16, 'MB', flush=True)
+    time.sleep(0.1)
 `)
 	write("Procfile", fmt.Sprintf("web: python3 probe.py %s\nworker: sh -c 'while true; do echo tick %s; sleep 5; done'\nhog: python3 hog.py %s\n", marker, marker, marker))
 	return dir
@@ -276,15 +276,17 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("a dyno over its memory limit is killed and the kill is logged", func(t *testing.T) {
+	t.Run("a dyno over its quota gets R14, at twice the quota it is killed with R15", func(t *testing.T) {
 		p.MustCLI("ps:scale", "hog=1", "-a", app)
 		Eventually(t, 90*time.Second, "the hog's kill in the logs", func() error {
 			logs, _, err := p.CLI("logs", "-a", app, "-n", "1500", "--dyno", "hog")
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(logs, "Error R15") || !strings.Contains(logs, "Process exited with status 137") {
-				return fmt.Errorf("no R15 and exit 137 for hog yet")
+			for _, want := range []string{"Error R14 (Memory quota exceeded)", "Error R15 (Memory quota vastly exceeded)", "Process exited with status 137", "State changed from up to crashed"} {
+				if !strings.Contains(logs, want) {
+					return fmt.Errorf("no %q for hog yet", want)
+				}
 			}
 			return nil
 		})
@@ -323,6 +325,9 @@ func TestEndToEnd(t *testing.T) {
 			return nil
 		})
 		Eventually(t, 10*time.Second, "an H14 router line", func() error {
+			if code, _, _, err := p.Get(app, "/"); err != nil || code != 503 {
+				return fmt.Errorf("status %d, %v", code, err)
+			}
 			logs := p.MustCLI("logs", "-a", app, "-n", "300", "--source", "heroku", "--dyno", "router")
 			if !strings.Contains(logs, "code=H14") {
 				return fmt.Errorf("no code=H14 line in:\n%s", logs)

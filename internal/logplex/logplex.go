@@ -178,10 +178,8 @@ func (p *Logplex) read(ctx context.Context, appID string, f Filter, n int, follo
 		return fmt.Errorf("read logs of %s: %w", appID, err)
 	}
 	defer it.Stop()
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	inBacklog := backlog > 0
 	if !inBacklog {
 		if err := deliver(); err != nil {

@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger: log, MemoryMB: hostMemoryMB(), CPUs: goruntime.NumCPU(),
 	}, st)
 
-	apiSrv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	apiSrv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	httpSrv := &http.Server{Handler: rtr, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 
 	// Each role runs under its own context so the stop order is ours.
@@ -169,7 +169,9 @@ func Run(ctx context.Context, cfg Config) error {
 				<-ctx.Done()
 				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				srv.Shutdown(sctx)
+				if srv.Shutdown(sctx) != nil {
+					srv.Close() // WebSockets and stalled uploads do not wait
+				}
 			}()
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err

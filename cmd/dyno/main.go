@@ -43,6 +43,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS listen address")
 	fs.StringVar(&cfg.PublicAPIURL, "api-url", "", "URL clients use to reach the API (default: from --api)")
 	fs.BoolVar(&cfg.ProcessRuntime, "process-runtime", false, "run dynos as plain processes, without isolation (development only)")
+	fs.IntVar(&cfg.HostMemoryMB, "host-memory", 0, "memory in MB this host offers dynos (default: all of the machine's)")
+	fs.Float64Var(&cfg.CrashBackoffScale, "crash-backoff-scale", 1, "scale of Heroku's crash cool-offs (20, 40, 60, 180, 320 min)")
 	verbose := fs.Bool("verbose", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

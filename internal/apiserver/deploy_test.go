@@ -225,9 +225,11 @@ func TestDynosAndRestarts(t *testing.T) {
 		{ID: "d-web2", HostID: "h1", AppID: app.ID, Type: "web", Name: "web.2", Index: 2, Release: 1},
 		{ID: "d-web1", HostID: "h1", AppID: app.ID, Type: "web", Name: "web.1", Index: 1, Release: 1, Command: "python3", CreatedAt: now},
 		{ID: "other", HostID: "h1", AppID: "some-other-app", Type: "web", Name: "web.1", Index: 1},
+		{ID: "d-web3", AppID: app.ID, Type: "web", Name: "web.3", Index: 3, Release: 1, Size: "standard-2X",
+			PendingReason: "no host has 1024 MB free for standard-2X (largest free: 512 MB on h1)", CreatedAt: now},
 	}
 	for _, a := range assignments {
-		if _, err := e.st.Assignments.Put(ctx, model.AssignmentKey(a.HostID, a.ID), a); err != nil {
+		if _, err := e.st.Assignments.Put(ctx, a.Key(), a); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -237,8 +239,20 @@ func TestDynosAndRestarts(t *testing.T) {
 	for _, d := range dynos {
 		got = append(got, d.Name+":"+d.State)
 	}
-	if want := "web.1:starting web.2:up web.10:up worker.1:crashed"; strings.Join(got, " ") != want {
+	if want := "web.1:starting web.2:up web.3:starting web.10:up worker.1:crashed"; strings.Join(got, " ") != want {
 		t.Errorf("dynos %q, want %q", strings.Join(got, " "), want)
+	}
+	for _, d := range dynos {
+		wantReason := ""
+		if d.Name == "web.3" {
+			wantReason = assignments[3].PendingReason
+		}
+		if d.PendingReason != wantReason {
+			t.Errorf("%s: pending_reason %q, want %q", d.Name, d.PendingReason, wantReason)
+		}
+	}
+	if _, data := e.call("GET", "/apps/ps-app/dynos/web.1", nil); strings.Contains(string(data), "pending_reason") {
+		t.Errorf("a dyno with a host shows a pending_reason: %s", data)
 	}
 	if dynos[0].Release.ID == "" || dynos[0].App.Name != "ps-app" {
 		t.Errorf("dyno %+v lacks its release or app", dynos[0])
@@ -393,5 +407,90 @@ func TestCloseEndsTails(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not end the tail")
+	}
+}
+
+// TestFormationSizeLimit checks a size no live host could hold is refused,
+// and that stale hosts and requests naming no size are not judged.
+func TestFormationSizeLimit(t *testing.T) {
+	e := newEnv(t, 0)
+	e.createApp("big")
+	e.deploy("big", tarball(t, goodSource...))
+	ctx := context.Background()
+	hosts := []model.Host{
+		{ID: "small", MemoryMB: 1024, HeartbeatAt: e.clock().Add(-time.Second)},
+		{ID: "gone", MemoryMB: 64 << 10, HeartbeatAt: e.clock().Add(-time.Hour)},
+	}
+	for _, h := range hosts {
+		if _, err := e.st.Hosts.Put(ctx, h.ID, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type upd = map[string]any
+	tests := []struct {
+		name     string
+		updates  []upd
+		want     int
+		wantMsg  string
+		wantSize string // of web afterwards
+	}{
+		{name: "fits", updates: []upd{{"type": "web", "quantity": 2, "size": "standard-2X"}}, want: 200, wantSize: "standard-2X"},
+		{name: "too big", updates: []upd{{"type": "web", "size": "performance-M"}}, want: 422, wantSize: "standard-2X",
+			wantMsg: "performance-M dynos need 2560 MB of memory, more than any host has (the largest, small, has 1024 MB)"},
+		{name: "too big by dyno_size, all or nothing", updates: []upd{{"type": "worker", "quantity": 1}, {"type": "web", "dyno_size": upd{"name": "performance-l"}}},
+			want: 422, wantSize: "standard-2X", wantMsg: "performance-L dynos need 14336 MB"},
+		{name: "quantity only", updates: []upd{{"type": "web", "quantity": 3}}, want: 200, wantSize: "standard-2X"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, data := e.call("PATCH", "/apps/big/formation", upd{"updates": tc.updates})
+			if status != tc.want || !strings.Contains(string(data), tc.wantMsg) {
+				t.Fatalf("status %d %s, want %d with %q", status, data, tc.want, tc.wantMsg)
+			}
+			if tc.want == 422 && !strings.Contains(string(data), `"invalid_params"`) {
+				t.Errorf("error id in %s, want invalid_params", data)
+			}
+			f, _, err := e.st.Formations.Get(ctx, mustApp(t, e, "big").ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := f.Processes["web"].Size; got != tc.wantSize {
+				t.Errorf("web size %q, want %q", got, tc.wantSize)
+			}
+			if tc.want == 422 && f.Processes["worker"].Quantity != 0 {
+				t.Errorf("a refused batch scaled worker to %d", f.Processes["worker"].Quantity)
+			}
+		})
+	}
+}
+
+func TestDynoSizes(t *testing.T) {
+	e := newEnv(t, 0)
+	var sizes []struct {
+		ID        string  `json:"id"`
+		Name      string  `json:"name"`
+		Memory    float64 `json:"memory"`
+		MemoryMB  int     `json:"memory_mb"`
+		Compute   int     `json:"compute"`
+		CPUShares int     `json:"cpu_shares"`
+		Dedicated bool    `json:"dedicated"`
+	}
+	e.must(200, "GET", "/dyno-sizes", nil, &sizes)
+	want := []struct {
+		name     string
+		memoryGB float64
+		compute  int
+	}{{"eco", 0.5, 1}, {"basic", 0.5, 1}, {"standard-1X", 0.5, 1}, {"standard-2X", 1, 2}, {"performance-M", 2.5, 12}, {"performance-L", 14, 50}}
+	if len(sizes) != len(want) {
+		t.Fatalf("%d sizes, want %d: %+v", len(sizes), len(want), sizes)
+	}
+	for i, w := range want {
+		s := sizes[i]
+		if s.Name != w.name || s.Memory != w.memoryGB || s.MemoryMB != int(w.memoryGB*1024) || s.Compute != w.compute || s.ID == "" {
+			t.Errorf("size %d = %+v, want %s with %v GB and compute %d", i, s, w.name, w.memoryGB, w.compute)
+		}
+		if i > 0 && s.CPUShares < sizes[i-1].CPUShares {
+			t.Errorf("%s has %d CPU shares, fewer than %s's %d", s.Name, s.CPUShares, sizes[i-1].Name, sizes[i-1].CPUShares)
+		}
 	}
 }

@@ -208,6 +208,10 @@ func (s *Server) scale(r *http.Request, updates []formationUpdate) (model.App, [
 	if types == nil {
 		return app, nil, invalid("%s has no release with a Procfile yet: deploy the app before scaling it.", app.Name)
 	}
+	largest, host, err := s.largestHost(r.Context())
+	if err != nil {
+		return app, nil, err
+	}
 	var updated []string
 	now := s.cfg.Now().UTC()
 	err = s.updateFormation(r.Context(), app.ID, func(f *model.Formation) (bool, error) {
@@ -216,11 +220,47 @@ func (s *Server) scale(r *http.Request, updates []formationUpdate) (model.App, [
 			if err := applyUpdate(f, types, u, now); err != nil {
 				return false, err
 			}
+			if err := fits(f.Processes[u.Type].Size, u, largest, host); err != nil {
+				return false, err
+			}
 			updated = append(updated, u.Type)
 		}
 		return true, nil
 	})
 	return app, updated, err
+}
+
+// largestHost is the live host with the most memory and its memory in
+// MB; none ("", 0) when no host is live.
+func (s *Server) largestHost(ctx context.Context) (int, string, error) {
+	hosts, err := s.st.Hosts.List(ctx, ">")
+	if err != nil {
+		return 0, "", fmt.Errorf("list hosts: %w", err)
+	}
+	now := s.cfg.Now()
+	most, where := 0, ""
+	for _, e := range hosts {
+		h := e.Value
+		if now.Sub(h.HeartbeatAt) < s.cfg.HostTTL && (where == "" || h.MemoryMB > most) {
+			most, where = h.MemoryMB, h.ID
+		}
+	}
+	return most, where, nil
+}
+
+// fits refuses a requested size that no live host could ever hold: the
+// manifold would leave such dynos pending for good. With no live host
+// there is nothing to compare with, and the dynos wait for one.
+func fits(size string, u formationUpdate, largestMB int, host string) error {
+	if host == "" || (u.Size == nil && u.DynoSize == nil) {
+		return nil
+	}
+	sz, err := model.LookupSize(size)
+	if err != nil || sz.MemoryMB <= largestMB {
+		return nil
+	}
+	return invalid("%s dynos need %d MB of memory, more than any host has (the largest, %s, has %d MB): choose a smaller size (dyno ps:type %s=standard-1X) or add a host with more memory.",
+		sz.Name, sz.MemoryMB, host, largestMB, u.Type)
 }
 
 func applyUpdate(f *model.Formation, types map[string]string, u formationUpdate, now time.Time) error {
@@ -361,6 +401,9 @@ type dynoJSON struct {
 	App       ref       `json:"app"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// PendingReason is not Heroku's: why a dyno shown as starting has no
+	// host yet (no host has room for its size).
+	PendingReason string `json:"pending_reason,omitempty"`
 }
 
 type relRef struct {
@@ -369,7 +412,8 @@ type relRef struct {
 }
 
 // dynos merges the statuses the agents report with the assignments they
-// have not reported on yet (shown as starting).
+// have not reported on yet (shown as starting), pending ones (no host has
+// room yet) among them, with their reason.
 func (s *Server) dynos(ctx context.Context, app model.App) ([]dynoJSON, error) {
 	statuses, err := s.st.Statuses.List(ctx, app.ID+".>")
 	if err != nil {
@@ -405,7 +449,7 @@ func (s *Server) dynos(ctx context.Context, app model.App) ([]dynoJSON, error) {
 			continue
 		}
 		out = append(out, dynoJSON{ID: a.ID, Name: a.Name, Type: a.Type, Command: a.Command, Size: a.Size, State: model.StateStarting,
-			Release: release(a.Release), App: appRef, CreatedAt: a.CreatedAt, UpdatedAt: a.CreatedAt})
+			Release: release(a.Release), App: appRef, CreatedAt: a.CreatedAt, UpdatedAt: a.CreatedAt, PendingReason: a.PendingReason})
 	}
 	slices.SortFunc(out, func(a, b dynoJSON) int {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(dynoIndex(a.Name), dynoIndex(b.Name)), cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))

@@ -50,8 +50,12 @@ type Config struct {
 	AdminKey string
 	// MaxSourceBytes bounds an uploaded source; 1 GiB when zero.
 	MaxSourceBytes int64
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// HostTTL is how old a host's heartbeat may be for the host to count
+	// as live when a formation's size is checked against the hosts'
+	// memory; 15 s (the manifold's default) when zero.
+	HostTTL time.Duration
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Server serves the Platform API.
@@ -81,6 +85,9 @@ type Server struct {
 func New(cfg Config, st *store.Store, logs *logplex.Logplex, b *build.Builder) *Server {
 	if cfg.MaxSourceBytes <= 0 {
 		cfg.MaxSourceBytes = 1 << 30
+	}
+	if cfg.HostTTL <= 0 {
+		cfg.HostTTL = 15 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

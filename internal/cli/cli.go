@@ -100,7 +100,7 @@ func (s *session) rootCommand() *cobra.Command {
 	root.AddCommand(
 		s.appsCommand(), s.appsCreateCommand(), s.appsInfoCommand(), s.appsDestroyCommand(),
 		s.deployCommand(),
-		s.psCommand(), s.psScaleCommand(), s.psRestartCommand(), s.psStopCommand(), s.psWaitCommand(),
+		s.psCommand(), s.psScaleCommand(), s.psTypeCommand(), s.psRestartCommand(), s.psStopCommand(), s.psWaitCommand(),
 		s.logsCommand(),
 		s.configCommand(), s.configGetCommand(), s.configSetCommand(), s.configUnsetCommand(),
 		s.releasesCommand(), s.releasesInfoCommand(),

@@ -56,6 +56,14 @@ func (s *session) psCommand() *cobra.Command {
 	return cmd
 }
 
+// pendingNote is what ps adds to the line of a dyno that waits for a host.
+func pendingNote(d client.Dyno) string {
+	if d.PendingReason == "" {
+		return ""
+	}
+	return " (pending: " + d.PendingReason + ")"
+}
+
 // isOneOff tells one-off dynos (heroku run) from formation dynos.
 func isOneOff(d client.Dyno) bool { return d.Type == "run" || strings.HasPrefix(d.Name, "run.") }
 
@@ -107,14 +115,14 @@ func (s *session) printDynos(dynos []client.Dyno) {
 		sep()
 		fmt.Fprintf(s.stdout, "=== run: one-off processes (%d)\n", len(oneOff))
 		for _, d := range oneOff {
-			fmt.Fprintf(s.stdout, "%s (%s): %s %s: %s\n", d.Name, d.Size, d.State, s.when(d.UpdatedAt), d.Command)
+			fmt.Fprintf(s.stdout, "%s (%s): %s %s: %s%s\n", d.Name, d.Size, d.State, s.when(d.UpdatedAt), d.Command, pendingNote(d))
 		}
 	}
 	for _, g := range groups {
 		sep()
 		fmt.Fprintf(s.stdout, "=== %s (%d)\n", g.key, len(g.dynos))
 		for _, d := range g.dynos {
-			fmt.Fprintf(s.stdout, "%s: %s %s\n", d.Name, d.State, s.when(d.UpdatedAt))
+			fmt.Fprintf(s.stdout, "%s: %s %s%s\n", d.Name, d.State, s.when(d.UpdatedAt), pendingNote(d))
 		}
 	}
 }

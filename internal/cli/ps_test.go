@@ -211,3 +211,92 @@ func TestPsWait(t *testing.T) {
 		})
 	}
 }
+
+func TestPsType(t *testing.T) {
+	sizes := []any{
+		map[string]any{"id": "s1", "name": "basic", "memory": 0.5, "memory_mb": 512, "compute": 1},
+		map[string]any{"id": "s2", "name": "standard-1X", "memory": 0.5, "memory_mb": 512, "compute": 1},
+		map[string]any{"id": "s3", "name": "standard-2X", "memory": 1, "memory_mb": 1024, "compute": 2},
+		map[string]any{"id": "s4", "name": "performance-M", "memory": 2.5, "memory_mb": 2560, "compute": 12},
+	}
+	// Types sorted by name; totals by size in the order the types show them.
+	table := `=== Process Types
+Type    Size           Qty  Memory
+clock   basic          0    512 MB
+web     standard-2X    2    1 GB
+worker  performance-M  1    2.5 GB
+
+=== Dyno Totals
+Size           Total
+basic          0
+standard-2X    2
+performance-M  1
+`
+	tests := []struct {
+		name       string
+		args       []string
+		patchCode  int
+		wantBody   string // the exact PATCH body; "" = no PATCH
+		wantStdout string
+		wantStderr string
+		wantCode   int
+	}{
+		{name: "show", wantStdout: table},
+		{name: "change two types", args: []string{"web=standard-2x", "worker=basic"},
+			wantBody:   `{"updates":[{"type":"web","size":"standard-2x"},{"type":"worker","size":"basic"}]}`,
+			wantStdout: table, wantStderr: "Scaling dynos on hello... done\n"},
+		{name: "one size for every type", args: []string{"standard-2x"},
+			wantBody:   `{"updates":[{"type":"web","size":"standard-2x"},{"type":"worker","size":"standard-2x"},{"type":"clock","size":"standard-2x"}]}`,
+			wantStdout: table, wantStderr: "Scaling dynos on hello... done\n"},
+		{name: "refused", args: []string{"web=performance-l"}, patchCode: 422,
+			wantBody: `{"updates":[{"type":"web","size":"performance-l"}]}`, wantCode: 1,
+			wantStderr: "Error: performance-L dynos need 14336 MB of memory, more than any host has\n"},
+		{name: "bad form", args: []string{"web=2:basic"}, wantCode: 1,
+			wantStderr: "Error: cannot read \"web=2:basic\": use TYPE=SIZE, such as web=standard-2x worker=basic, or a size for every type\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeAPI(t)
+			web, worker, clock := formationJSON("web", 2), formationJSON("worker", 1), formationJSON("clock", 0)
+			web["size"], worker["size"], clock["size"] = "standard-2X", "performance-M", "basic"
+			formation := []any{web, worker, clock}
+			if tc.patchCode == 422 {
+				api.handle("PATCH /apps/{app}/formation", 422, map[string]string{"id": "invalid_params", "message": "performance-L dynos need 14336 MB of memory, more than any host has"})
+			} else {
+				api.handle("PATCH /apps/{app}/formation", http.StatusOK, formation)
+			}
+			api.handle("GET /apps/{app}/formation", http.StatusOK, formation)
+			api.handle("GET /dyno-sizes", http.StatusOK, sizes)
+			r := run(t, api, nil, append([]string{"ps:type", "-a", "hello"}, tc.args...)...)
+			if r.code != tc.wantCode || r.stdout != tc.wantStdout || r.stderr != tc.wantStderr {
+				t.Errorf("got exit %d stdout %q stderr %q\nwant exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr, tc.wantCode, tc.wantStdout, tc.wantStderr)
+			}
+			patches := api.requests(http.MethodPatch, "/apps/hello/formation")
+			if tc.wantBody == "" {
+				if len(patches) != 0 {
+					t.Errorf("sent %d PATCH, want none", len(patches))
+				}
+				return
+			}
+			if len(patches) != 1 || strings.TrimSpace(patches[0].Body) != tc.wantBody {
+				t.Errorf("PATCH requests %+v, want one with body %s", patches, tc.wantBody)
+			}
+		})
+	}
+}
+
+func TestPsPending(t *testing.T) {
+	api := newFakeAPI(t)
+	pending := dynoJSON("web.3", "starting", 2)
+	pending["pending_reason"] = "no host has 512 MB free for standard-1X (largest free: 0 MB on h1)"
+	api.handle("GET /apps/{app}/dynos", http.StatusOK, []any{dynoJSON("web.1", "up", 2), pending})
+	r := run(t, api, nil, "ps", "-a", "hello")
+	wantOK(t, r)
+	want := `=== web (standard-1X): python3 app.py (2)
+web.1: up 2026/11/26 14:00:00 +0000 (~ 5s ago)
+web.3: starting 2026/11/26 14:00:00 +0000 (~ 5s ago) (pending: no host has 512 MB free for standard-1X (largest free: 0 MB on h1))
+`
+	if r.stdout != want {
+		t.Errorf("ps printed\n%s\nwant\n%s", r.stdout, want)
+	}
+}

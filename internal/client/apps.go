@@ -155,6 +155,9 @@ type Dyno struct {
 	App       Ref        `json:"app"`
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
+	// PendingReason (not Heroku's) says why a starting dyno has no host
+	// yet, such as no host having room for its size.
+	PendingReason string `json:"pending_reason,omitempty"`
 }
 
 // Dynos lists an app's dynos.
@@ -206,7 +209,9 @@ type DynoSize struct {
 	ID        string  `json:"id"`
 	Name      string  `json:"name"`
 	Memory    float64 `json:"memory"` // GB
+	MemoryMB  int     `json:"memory_mb"`
 	Compute   int     `json:"compute"`
+	CPUShares int     `json:"cpu_shares"`
 	Dedicated bool    `json:"dedicated"`
 }
 

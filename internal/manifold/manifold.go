@@ -8,6 +8,12 @@
 // Manifold loop keeps that snapshot from store watches and applies each
 // Plan with writes conditional on KV revisions, so a stale plan fails
 // rather than overwriting newer state.
+//
+// Memory is reserved: a dyno goes only to a live host with its size's
+// memory free; when none has room it is written, unplaced, under
+// "pending.<id>" with the reason, and placed once room appears. Crashed
+// dynos wait out Heroku's back-off (HerokuBackoff); running ones are
+// cycled after 24 h plus a jitter fixed by their ID.
 package manifold
 
 import (
@@ -31,8 +37,19 @@ type Config struct {
 	// Now is the clock decisions are made with; default time.Now. The loop
 	// still sleeps in real time.
 	Now func() time.Time
-	// Backoff is the crash policy; default DefaultBackoff(rand.Float64).
+	// Backoff is the crash policy; default HerokuBackoff(BackoffScale,
+	// rand.Float64).
 	Backoff Backoff
+	// BackoffScale scales Heroku's cool-offs when Backoff is nil: 1 (the
+	// default) is Heroku's, 0.001 turns 20 minutes into 1.2 s.
+	BackoffScale float64
+	// CyclePeriod is how long a dyno runs before daily cycling replaces
+	// it, plus up to CycleJitter; defaults 24 h and 216 min (Heroku's). A
+	// negative period turns cycling off; a negative jitter means none.
+	CyclePeriod, CycleJitter time.Duration
+	// LogSink, if set, receives the platform's log lines about dynos
+	// ("heroku[web.1]: Cycling"); the server passes logplex.
+	LogSink LogSink
 	// HostTTL is how old a host's heartbeat may be for it to count as
 	// live; default 15 s.
 	HostTTL time.Duration
@@ -41,6 +58,11 @@ type Config struct {
 	// RetryDelay is how long the loop waits before trying again after a
 	// failed write; default 1 s.
 	RetryDelay time.Duration
+}
+
+// LogSink publishes a line to an app's log stream.
+type LogSink interface {
+	Publish(appID string, line model.LogLine)
 }
 
 // Manifold is the scheduling loop. Run it on exactly one node (the leader).
@@ -61,7 +83,13 @@ func New(cfg Config, st *store.Store) *Manifold {
 		cfg.Now = time.Now
 	}
 	if cfg.Backoff == nil {
-		cfg.Backoff = DefaultBackoff(rand.Float64)
+		cfg.Backoff = HerokuBackoff(cfg.BackoffScale, rand.Float64)
+	}
+	if cfg.CyclePeriod == 0 {
+		cfg.CyclePeriod = DefaultCyclePeriod
+	}
+	if cfg.CycleJitter == 0 {
+		cfg.CycleJitter = DefaultCycleJitter
 	}
 	if cfg.HostTTL <= 0 {
 		cfg.HostTTL = 15 * time.Second
@@ -127,7 +155,8 @@ func forward[T any](ctx context.Context, ch <-chan store.Event[T], out chan<- up
 const buckets = 6
 
 // Run watches the buckets and reconciles after every burst of changes and
-// whenever a back-off ends or a host's heartbeat expires, until ctx ends.
+// whenever a back-off ends, a dyno is due for cycling or a host's heartbeat
+// expires, until ctx ends.
 func (m *Manifold) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -317,7 +346,7 @@ func (m *Manifold) state(v *view, now time.Time) (State, time.Time) {
 	s := State{
 		Apps: v.apps, Releases: make(map[string]model.Release, len(v.apps)),
 		Formations: v.formations, Assignments: v.assigns, Statuses: v.statuses,
-		Backoff: m.cfg.Backoff,
+		Backoff: m.cfg.Backoff, CyclePeriod: m.cfg.CyclePeriod, CycleJitter: m.cfg.CycleJitter,
 	}
 	for id, app := range v.apps {
 		if rel, ok := v.releases[id][app.ReleaseVersion]; ok {
@@ -351,14 +380,22 @@ func (m *Manifold) reconcile(ctx context.Context, v *view) time.Time {
 		m.log.Debug("pending", "reason", p)
 	}
 	wake := plan.NextCheck
-	if !hostExpiry.IsZero() && (wake.IsZero() || hostExpiry.Before(wake)) {
-		wake = hostExpiry
+	for _, t := range []time.Time{plan.NextCycle, hostExpiry} {
+		if !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
+			wake = t
+		}
 	}
 	if plan.Empty() {
 		return wake
 	}
+	for _, a := range plan.Cycled {
+		m.log.Info("cycling", "app", a.AppName, "dyno", a.Name, "id", a.ID)
+		if m.cfg.LogSink != nil {
+			m.cfg.LogSink.Publish(a.AppID, model.LogLine{Time: now, Source: model.SourceHeroku, Dyno: a.Name, Message: "Cycling"})
+		}
+	}
 	failed := m.apply(ctx, v, plan)
-	m.log.Info("applied plan", "create", len(plan.Create), "update", len(plan.Update), "delete", len(plan.Delete),
+	m.log.Info("applied plan", "create", len(plan.Create), "cycle", len(plan.Cycled), "update", len(plan.Update), "delete", len(plan.Delete),
 		"failed", failed, "plan_time", planned, "total_time", time.Since(start))
 	if failed > 0 {
 		retry := m.cfg.Now().Add(m.cfg.RetryDelay)
@@ -406,9 +443,12 @@ func (m *Manifold) apply(ctx context.Context, v *view, plan Plan) int {
 	var ops []func() result
 	for _, a := range plan.Create {
 		ops = append(ops, func() result {
-			key := model.AssignmentKey(a.HostID, a.ID)
+			key := a.Key()
 			rev, err := m.st.Assignments.Create(ctx, key, a)
-			if err != nil {
+			switch {
+			case err != nil && a.Pending():
+				err = fmt.Errorf("record pending dyno %s of %s: %w", a.Name, a.AppName, err)
+			case err != nil:
 				err = fmt.Errorf("start dyno %s of %s on host %s: %w", a.Name, a.AppName, a.HostID, err)
 			}
 			return result{key: key, entry: AssignmentEntry{Assignment: a, Revision: rev}, err: err}
@@ -418,7 +458,7 @@ func (m *Manifold) apply(ctx context.Context, v *view, plan Plan) int {
 		ops = append(ops, func() result {
 			rev, err := m.st.Assignments.Update(ctx, e.Key(), e.Assignment, e.Revision)
 			if err != nil {
-				err = fmt.Errorf("set restart time of dyno %s of %s: %w", e.Assignment.Name, e.Assignment.AppName, err)
+				err = fmt.Errorf("update dyno %s of %s: %w", e.Assignment.Name, e.Assignment.AppName, err)
 			}
 			return result{key: e.Key(), entry: AssignmentEntry{Assignment: e.Assignment, Revision: rev}, err: err}
 		})

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,7 +132,7 @@ func TestManifoldLoop(t *testing.T) {
 	st := newTestStore(t)
 	ctx := context.Background()
 	slug := &model.Slug{ID: "s1", ProcessTypes: map[string]string{"web": "run web", "worker": "run worker"}}
-	put(t, st.Hosts, "h1", model.Host{ID: "h1", HeartbeatAt: time.Now()})
+	put(t, st.Hosts, "h1", model.Host{ID: "h1", MemoryMB: 64 << 10, HeartbeatAt: time.Now()})
 	put(t, st.Releases, model.ReleaseKey("a1", 1), model.Release{AppID: "a1", Version: 1, Slug: slug, Config: map[string]string{"K": "1"}})
 	put(t, st.Apps, "a1", model.App{ID: "a1", Name: "hello", ReleaseVersion: 1})
 	formation := model.Formation{AppID: "a1", Processes: map[string]model.Process{"web": {Quantity: 1}, "worker": {Quantity: 1}}}
@@ -222,17 +225,170 @@ func TestManifoldWaitsForHost(t *testing.T) {
 	put(t, st.Apps, "a1", model.App{ID: "a1", Name: "hello", ReleaseVersion: 1})
 	put(t, st.Formations, "a1", model.Formation{AppID: "a1", Processes: map[string]model.Process{"worker": {Quantity: 3}}})
 	startManifold(t, st, Config{HostTTL: time.Minute})
-	time.Sleep(100 * time.Millisecond) // give a wrong plan the chance to show
-	if n := len(countAssignments(t, st)); n != 0 {
-		t.Fatalf("%d assignments with no live host, want 0", n)
-	}
-	put(t, st.Hosts, "h1", model.Host{ID: "h1", HeartbeatAt: time.Now()})
-	dynos := waitAssignments(t, st, "3 workers on h1", func(m map[string]model.Assignment) bool { return len(m) == 3 })
-	for name, a := range dynos {
-		if a.HostID != "h1" {
-			t.Errorf("%s placed on %s, want h1", name, a.HostID)
+	byKey := waitKeys(t, st, "3 pending workers", func(m map[string]model.Assignment) bool { return len(m) == 3 })
+	for key, a := range byKey {
+		if !strings.HasPrefix(key, "pending.") || a.HostID != "" || a.PendingReason != noHost {
+			t.Errorf("with no live host, %s = %+v, want it pending with reason %q", key, a, noHost)
 		}
 	}
+	put(t, st.Hosts, "h1", model.Host{ID: "h1", MemoryMB: 64 << 10, HeartbeatAt: time.Now()})
+	byKey = waitKeys(t, st, "3 workers on h1", func(m map[string]model.Assignment) bool {
+		for key := range m {
+			if !strings.HasPrefix(key, "h1.") {
+				return false
+			}
+		}
+		return len(m) == 3
+	})
+	for key, a := range byKey {
+		if a.HostID != "h1" || a.PendingReason != "" {
+			t.Errorf("%s = %+v, want it on h1 with no pending reason", key, a)
+		}
+	}
+}
+
+// waitKeys polls the store until ok accepts every assignment by key.
+func waitKeys(t *testing.T, st *store.Store, what string, ok func(map[string]model.Assignment) bool) map[string]model.Assignment {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, err := st.Assignments.List(context.Background(), ">")
+		if err != nil {
+			t.Fatal(err)
+		}
+		byKey := map[string]model.Assignment{}
+		for _, e := range entries {
+			byKey[e.Key] = e.Value
+		}
+		if ok(byKey) {
+			return byKey
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; assignments: %+v", what, byKey)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestManifoldMemory checks, with real writes, that a full host leaves a
+// dyno pending under "pending." with a reason, that the dyno is placed when
+// a host with room joins, and that a pending dyno goes when scaled away.
+func TestManifoldMemory(t *testing.T) {
+	st := newTestStore(t)
+	slug := &model.Slug{ID: "s1", ProcessTypes: map[string]string{"worker": "run"}}
+	put(t, st.Hosts, "h1", model.Host{ID: "h1", MemoryMB: 1024, HeartbeatAt: time.Now()})
+	put(t, st.Releases, model.ReleaseKey("a1", 1), model.Release{AppID: "a1", Version: 1, Slug: slug})
+	put(t, st.Apps, "a1", model.App{ID: "a1", Name: "hello", ReleaseVersion: 1})
+	formation := model.Formation{AppID: "a1", Processes: map[string]model.Process{"worker": {Quantity: 3}}}
+	put(t, st.Formations, "a1", formation)
+	startManifold(t, st, Config{HostTTL: time.Minute})
+
+	hosts := func(m map[string]model.Assignment) map[string][]string {
+		out := map[string][]string{}
+		for key, a := range m {
+			host, _, _ := strings.Cut(key, ".")
+			out[host] = append(out[host], a.Name)
+		}
+		return out
+	}
+	byKey := waitKeys(t, st, "2 workers on h1 and 1 pending", func(m map[string]model.Assignment) bool {
+		h := hosts(m)
+		return len(h["h1"]) == 2 && len(h["pending"]) == 1
+	})
+	for key, a := range byKey {
+		if strings.HasPrefix(key, "pending.") {
+			want := "no host has 512 MB free for standard-1X (largest free: 0 MB on h1)"
+			if a.Name != "worker.3" || a.HostID != "" || a.PendingReason != want {
+				t.Errorf("pending %s = %+v, want worker.3 with reason %q", key, a, want)
+			}
+		}
+	}
+
+	put(t, st.Hosts, "h2", model.Host{ID: "h2", MemoryMB: 1024, HeartbeatAt: time.Now()})
+	byKey = waitKeys(t, st, "worker.3 placed on h2", func(m map[string]model.Assignment) bool {
+		h := hosts(m)
+		return len(h["h1"]) == 2 && slices.Equal(h["h2"], []string{"worker.3"}) && len(h["pending"]) == 0
+	})
+
+	// Resize to standard-2X: worker.3 frees its own room on h2 and is
+	// replaced there; h1 has no room for a 2X even without one of its 1X
+	// workers, so those keep running while their replacements wait, and
+	// worker.4 waits too.
+	formation.Processes["worker"] = model.Process{Quantity: 4, Size: "standard-2X"}
+	put(t, st.Formations, "a1", formation)
+	byKey = waitKeys(t, st, "standard-2X workers placed and pending", func(m map[string]model.Assignment) bool {
+		h := hosts(m)
+		slices.Sort(h["pending"])
+		return len(h["h1"]) == 2 && slices.Equal(h["pending"], []string{"worker.1", "worker.2", "worker.4"}) && len(h["h2"]) == 1
+	})
+	for key, a := range byKey {
+		if host, _, _ := strings.Cut(key, "."); (host == "h1") != (a.Size == "standard-1X") {
+			t.Errorf("%s is %s: want the old size only on h1", key, a.Size)
+		}
+	}
+
+	// Scale down: pending dynos beyond the quantity are deleted.
+	formation.Processes["worker"] = model.Process{Quantity: 0, Size: "standard-2X"}
+	put(t, st.Formations, "a1", formation)
+	waitKeys(t, st, "nothing left", func(m map[string]model.Assignment) bool { return len(m) == 0 })
+}
+
+// logSink collects the lines the manifold logs.
+type logSink struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (s *logSink) Publish(appID string, l model.LogLine) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, appID+" "+l.Source+"["+l.Dyno+"]: "+l.Message)
+}
+
+func (s *logSink) has(line string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.lines, line)
+}
+
+// TestManifoldCycles checks daily cycling with a short period: a worker is
+// replaced at once, a web dyno surges, and "Cycling" is logged for each.
+func TestManifoldCycles(t *testing.T) {
+	st := newTestStore(t)
+	slug := &model.Slug{ID: "s1", ProcessTypes: map[string]string{"web": "run web", "worker": "run worker"}}
+	put(t, st.Hosts, "h1", model.Host{ID: "h1", MemoryMB: 64 << 10, HeartbeatAt: time.Now()})
+	put(t, st.Releases, model.ReleaseKey("a1", 1), model.Release{AppID: "a1", Version: 1, Slug: slug})
+	put(t, st.Apps, "a1", model.App{ID: "a1", Name: "hello", ReleaseVersion: 1})
+	put(t, st.Formations, "a1", model.Formation{AppID: "a1", Processes: map[string]model.Process{"web": {Quantity: 1}, "worker": {Quantity: 1}}})
+	sink := &logSink{}
+	start := time.Now()
+	startManifold(t, st, Config{HostTTL: time.Minute, CyclePeriod: 700 * time.Millisecond, CycleJitter: 200 * time.Millisecond, LogSink: sink})
+
+	first := waitAssignments(t, st, "web.1 and worker.1", func(m map[string]model.Assignment) bool { return len(m) == 2 })
+	report(t, st, first["web.1"], model.StateUp)
+	report(t, st, first["worker.1"], model.StateUp)
+	if n := countAssignments(t, st); n["web"] != 1 || n["worker"] != 1 {
+		t.Fatalf("assignments %v before the period, want one of each", n)
+	}
+
+	second := waitAssignments(t, st, "both cycled", func(m map[string]model.Assignment) bool {
+		return m["web.1"].ID != first["web.1"].ID && m["worker.1"].ID != first["worker.1"].ID
+	})
+	if since := time.Since(start); since < 700*time.Millisecond {
+		t.Errorf("cycled after %v, before the 700ms period", since)
+	}
+	if n := countAssignments(t, st); n["worker"] != 1 || n["web"] != 2 {
+		t.Errorf("assignments %v while the new web starts, want 1 worker and 2 web (surge)", n)
+	}
+	for _, line := range []string{"a1 heroku[web.1]: Cycling", "a1 heroku[worker.1]: Cycling"} {
+		if !sink.has(line) {
+			t.Errorf("no %q logged; got %q", line, sink.lines)
+		}
+	}
+	report(t, st, second["web.1"], model.StateUp)
+	waitAssignments(t, st, "the old web stopped once the new one is up", func(map[string]model.Assignment) bool {
+		return countAssignments(t, st)["web"] == 1
+	})
 }
 
 // TestManifoldStaleRevision checks a write at a stale revision changes

@@ -3,6 +3,7 @@ package manifold
 import (
 	"cmp"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"time"
@@ -27,7 +28,18 @@ type State struct {
 	Hosts       []model.Host                // live hosts
 	// Backoff is the crash policy; nil means DefaultBackoff(nil).
 	Backoff Backoff
+	// CyclePeriod is how long a dyno runs before it is cycled (replaced as
+	// a restart replaces it), plus a jitter of up to CycleJitter derived
+	// from its ID. Zero means Heroku's 24 h and 216 min; a negative period
+	// turns cycling off, a negative jitter means none.
+	CyclePeriod, CycleJitter time.Duration
 }
+
+// Defaults of daily cycling, Heroku's (heroku.md §1.3).
+const (
+	DefaultCyclePeriod = 24 * time.Hour
+	DefaultCycleJitter = 216 * time.Minute
+)
 
 // AssignmentEntry is an assignment with the KV revision it was read at; a
 // write to it is conditional on that revision.
@@ -36,33 +48,44 @@ type AssignmentEntry struct {
 	Revision   uint64
 }
 
-// Key is the store key of the assignment.
-func (e AssignmentEntry) Key() string {
-	return model.AssignmentKey(e.Assignment.HostID, e.Assignment.ID)
-}
+// Key is the store key of the assignment (under "pending." if it has no host).
+func (e AssignmentEntry) Key() string { return e.Assignment.Key() }
 
 // Plan is what Reconcile decided: writes to the Assignments bucket.
 type Plan struct {
-	Create []model.Assignment // new assignments, with new IDs and a HostID
-	Update []AssignmentEntry  // changed assignments (RestartAt set), CAS on Revision
-	Delete []AssignmentEntry  // dynos to stop, CAS on Revision
+	// Create holds new assignments with new IDs: placed ones with a
+	// HostID, pending ones without and with a PendingReason.
+	Create []model.Assignment
+	Update []AssignmentEntry // changed assignments (RestartAt, PendingReason), CAS on Revision
+	Delete []AssignmentEntry // dynos to stop, pending ones no longer wanted, CAS on Revision
 	// NextCheck is the earliest time a crash back-off ends (zero: none);
 	// the loop reconciles again then even if nothing changed.
 	NextCheck time.Time
+	// NextCycle is the earliest time a running dyno is due for daily
+	// cycling (zero: none); the loop reconciles again then too.
+	NextCycle time.Time
+	// Cycled are the dynos this plan cycles, for the "Cycling" log line.
+	Cycled []model.Assignment
 	// Pending says why some dynos are not running and will not be started
-	// by this plan (no live host, release not loaded yet).
+	// by this plan (no host with room, release not loaded yet).
 	Pending []string
 }
 
 // Empty reports whether the plan writes nothing.
 func (p Plan) Empty() bool { return len(p.Create)+len(p.Update)+len(p.Delete) == 0 }
 
-// intent is a dyno to create; replaces are deleted in the same plan, but
+// intent is a dyno to create. Replaces are deleted in the same plan, but
 // only if the new dyno finds a host, so that a non-web dyno keeps running
 // (and a crashed one keeps its crash count) while nothing can replace it.
+// Surge are old web dynos that keep serving until the new one is up; when
+// no host has room for both, the new one takes their place at once.
+// Pending are the slot's pending assignments, which the intent supersedes.
 type intent struct {
 	a        model.Assignment
 	replaces []AssignmentEntry
+	surge    []AssignmentEntry
+	pending  []AssignmentEntry
+	cycled   []model.Assignment
 }
 
 type reconciler struct {
@@ -75,7 +98,10 @@ type reconciler struct {
 
 // Reconcile compares the desired state of every app (current release and
 // formation) with the assignments and dyno statuses, and returns the writes
-// that bring them together. It does no I/O; the same State and now give the
+// that bring them together: it starts missing dynos on live hosts with room
+// for their size (or records them as pending), replaces outdated, crashed
+// (after their back-off) and long-running (daily cycling) ones, and stops
+// the rest. It does no I/O; the same State and now give the
 // same Plan apart from the IDs of new assignments. Backoff is called in a
 // deterministic order, so a seeded jitter source gives a repeatable plan.
 func Reconcile(s State, now time.Time) Plan {
@@ -191,12 +217,19 @@ func (r *reconciler) state(a model.Assignment) string { return r.s.Statuses[a.ID
 
 // slot reconciles one dyno slot (web.2) given the assignments that hold it.
 func (r *reconciler) slot(want model.Assignment, entries []AssignmentEntry) {
-	var cur, old []AssignmentEntry
+	var cur, old, pending []AssignmentEntry
+	var cycled []model.Assignment
 	for _, e := range entries {
-		if isCurrent(e.Assignment, want) {
-			cur = append(cur, e)
-		} else {
+		switch {
+		case e.Assignment.Pending(): // runs nowhere: never capacity
+			pending = append(pending, e)
+		case !isCurrent(e.Assignment, want):
 			old = append(old, e)
+		case r.dueForCycle(e.Assignment):
+			old = append(old, e) // replaced as a restart replaces it
+			cycled = append(cycled, e.Assignment)
+		default:
+			cur = append(cur, e)
 		}
 	}
 	// Normally at most one current assignment holds a slot; if a retried
@@ -214,15 +247,15 @@ func (r *reconciler) slot(want model.Assignment, entries []AssignmentEntry) {
 	}
 
 	// Outdated dynos. A web dyno keeps serving until its replacement is up,
-	// so a deploy or restart never leaves the slot without traffic.
+	// so a deploy, restart or cycle never leaves the slot without traffic.
 	keepUp := keep != nil && r.state(keep.Assignment) == model.StateUp
-	var replaces []AssignmentEntry
+	var replaces, surge []AssignmentEntry
 	for _, o := range old {
 		switch {
 		case r.state(o.Assignment) == model.StateCrashed, keepUp:
 			r.plan.Delete = append(r.plan.Delete, o)
 		case want.Type == "web":
-			// keep it running until the replacement is up
+			surge = append(surge, o) // keep it running until the replacement is up
 		case keep != nil: // the replacement already exists
 			r.plan.Delete = append(r.plan.Delete, o)
 		default:
@@ -232,10 +265,49 @@ func (r *reconciler) slot(want model.Assignment, entries []AssignmentEntry) {
 
 	switch {
 	case keep == nil: // a fresh dyno: crash count 0
-		r.intents = append(r.intents, intent{a: want, replaces: replaces})
+		r.intents = append(r.intents, intent{a: want, replaces: replaces, surge: surge, pending: pending, cycled: cycled})
 	case r.state(keep.Assignment) == model.StateCrashed:
-		r.crashed(want, *keep)
+		r.crashed(want, *keep, pending)
+	default:
+		r.plan.Delete = append(r.plan.Delete, pending...)
+		if at, ok := r.cycleAt(keep.Assignment); ok {
+			r.wakeCycle(at)
+		}
 	}
+}
+
+// cycleAt is when a running dyno is due for daily cycling: its creation
+// plus the period plus a jitter of up to CycleJitter that its ID fixes, so
+// that every reconcile agrees and an app's dynos do not cycle together.
+func (r *reconciler) cycleAt(a model.Assignment) (time.Time, bool) {
+	period, jitter := r.s.CyclePeriod, r.s.CycleJitter
+	if period == 0 {
+		period = DefaultCyclePeriod
+	}
+	if jitter == 0 {
+		jitter = DefaultCycleJitter
+	}
+	if period < 0 || a.CreatedAt.IsZero() || r.state(a) == model.StateCrashed {
+		return time.Time{}, false // crashed dynos follow the crash policy
+	}
+	return a.CreatedAt.Add(period + CycleJitter(a.ID, jitter)), true
+}
+
+// dueForCycle reports whether a running dyno has run its period out.
+func (r *reconciler) dueForCycle(a model.Assignment) bool {
+	at, ok := r.cycleAt(a)
+	return ok && !r.now.Before(at)
+}
+
+// CycleJitter is the part of max (exclusive) a dyno's ID adds to its cycle
+// period: a hash, so the same dyno always gets the same jitter.
+func CycleJitter(id string, max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return time.Duration(h.Sum64() % uint64(max))
 }
 
 // rank orders states by how useful a dyno in them is.
@@ -252,7 +324,8 @@ func rank(state string) int {
 }
 
 // crashed applies the crash policy to the current dyno of a slot.
-func (r *reconciler) crashed(want model.Assignment, e AssignmentEntry) {
+// A pending replacement is kept only while the back-off is over.
+func (r *reconciler) crashed(want model.Assignment, e AssignmentEntry, pending []AssignmentEntry) {
 	a := e.Assignment
 	n := a.CrashCount + 1
 	if st := r.s.Statuses[a.ID]; !st.UpAt.IsZero() {
@@ -269,17 +342,19 @@ func (r *reconciler) crashed(want model.Assignment, e AssignmentEntry) {
 		if d := r.backoff(n); d > 0 {
 			a.RestartAt = r.now.Add(d)
 			r.plan.Update = append(r.plan.Update, AssignmentEntry{Assignment: a, Revision: e.Revision})
+			r.plan.Delete = append(r.plan.Delete, pending...)
 			r.wakeAt(a.RestartAt)
 			return
 		}
 		due = r.now
 	}
 	if r.now.Before(due) {
+		r.plan.Delete = append(r.plan.Delete, pending...)
 		r.wakeAt(due)
 		return
 	}
 	want.CrashCount = n
-	r.intents = append(r.intents, intent{a: want, replaces: []AssignmentEntry{e}})
+	r.intents = append(r.intents, intent{a: want, replaces: []AssignmentEntry{e}, pending: pending})
 }
 
 func (r *reconciler) wakeAt(t time.Time) {
@@ -288,58 +363,166 @@ func (r *reconciler) wakeAt(t time.Time) {
 	}
 }
 
+func (r *reconciler) wakeCycle(t time.Time) {
+	if r.plan.NextCycle.IsZero() || t.Before(r.plan.NextCycle) {
+		r.plan.NextCycle = t
+	}
+}
+
 func (r *reconciler) pend(format string, args ...any) {
 	r.plan.Pending = append(r.plan.Pending, fmt.Sprintf(format, args...))
 }
 
-// place gives every intent a host and an ID and turns it into a Create.
+// memoryMB is the memory a dyno of the named size reserves; an unknown
+// size (the API validates sizes) reserves the default size's.
+func memoryMB(size string) int {
+	sz, err := model.LookupSize(size)
+	if err != nil {
+		sz, _ = model.LookupSize(model.DefaultSize)
+	}
+	return sz.MemoryMB
+}
+
+// hostRoom is what placement knows of the live hosts: how many dynos each
+// runs and how much of its memory is not reserved.
+type hostRoom struct {
+	hosts []model.Host // sorted by ID
+	load  map[string]int
+	free  map[string]int // MB
+}
+
+// reserve adds (n = 1) or removes (n = -1) a dyno of size on host.
+func (h *hostRoom) reserve(host, size string, n int) {
+	if _, live := h.free[host]; live {
+		h.load[host] += n
+		h.free[host] -= n * memoryMB(size)
+	}
+}
+
+// pick chooses the host for a dyno needing mb: among the live hosts with
+// room, counting extra (memory the same plan frees on a host), the one
+// running the fewest dynos, ties broken by ID.
+func (h *hostRoom) pick(mb int, extra map[string]int) (string, bool) {
+	best, found := "", false
+	for _, host := range h.hosts {
+		if h.free[host.ID]+extra[host.ID] < mb {
+			continue
+		}
+		if !found || h.load[host.ID] < h.load[best] {
+			best, found = host.ID, true
+		}
+	}
+	return best, found
+}
+
+// why says why no host has room for a dyno of size.
+func (h *hostRoom) why(size string) string {
+	if len(h.hosts) == 0 {
+		return "no live host: start a host agent (dyno agent)"
+	}
+	most, where := 0, ""
+	for _, host := range h.hosts {
+		if f := h.free[host.ID]; where == "" || f > most {
+			most, where = f, host.ID
+		}
+	}
+	return fmt.Sprintf("no host has %d MB free for %s (largest free: %d MB on %s)", memoryMB(size), size, max(most, 0), where)
+}
+
+// place gives every intent a host with room for its size and an ID and
+// turns it into a Create; an intent no host has room for becomes (or
+// stays) a pending assignment with the reason.
 func (r *reconciler) place() {
 	if len(r.intents) == 0 {
 		return
 	}
-	load := make(map[string]int, len(r.s.Hosts))
-	for _, h := range r.s.Hosts {
-		load[h.ID] = 0
+	room := hostRoom{hosts: slices.SortedFunc(slices.Values(r.s.Hosts), func(a, b model.Host) int { return cmp.Compare(a.ID, b.ID) }),
+		load: map[string]int{}, free: map[string]int{}}
+	for _, h := range room.hosts {
+		room.free[h.ID] = h.MemoryMB
 	}
 	deleted := make(map[string]bool, len(r.plan.Delete))
 	for _, e := range r.plan.Delete {
 		deleted[e.Assignment.ID] = true
 	}
 	for _, e := range r.s.Assignments {
-		if _, live := load[e.Assignment.HostID]; live && !deleted[e.Assignment.ID] {
-			load[e.Assignment.HostID]++
-		}
-	}
-	waiting := map[string]int{}
-	for _, in := range r.intents {
-		host, ok := pickHost(r.s.Hosts, load, in.a)
-		if !ok {
-			waiting[in.a.AppName]++
+		a := e.Assignment
+		if deleted[a.ID] || a.Pending() {
 			continue
 		}
-		load[host]++
+		room.reserve(a.HostID, a.Size, 1)
+		if r.state(a) == model.StateCrashed { // runs nothing: counts for spreading, not for memory
+			room.free[a.HostID] += memoryMB(a.Size)
+		}
+	}
+	// freed is the memory stopping entries gives back, by host.
+	freed := func(entries ...[]AssignmentEntry) map[string]int {
+		out := map[string]int{}
+		for _, list := range entries {
+			for _, e := range list {
+				if r.state(e.Assignment) != model.StateCrashed {
+					out[e.Assignment.HostID] += memoryMB(e.Assignment.Size)
+				}
+			}
+		}
+		return out
+	}
+	waiting := map[string][]string{}
+	for _, in := range r.intents {
+		need := memoryMB(in.a.Size)
+		stop := in.replaces
+		host, ok := room.pick(need, freed(in.replaces))
+		if !ok && len(in.surge) > 0 { // no room to surge: replace at once
+			stop = append(slices.Clone(in.replaces), in.surge...)
+			host, ok = room.pick(need, freed(stop))
+		}
+		if !ok {
+			reason := room.why(in.a.Size)
+			waiting[in.a.AppName] = append(waiting[in.a.AppName], reason)
+			r.pendingDyno(in, reason)
+			continue
+		}
 		a := in.a
 		a.ID = uuid.NewString()
 		a.HostID = host
 		a.Env = maps.Clone(a.Env)
 		a.CreatedAt = r.now
+		room.reserve(host, a.Size, 1)
+		for _, e := range stop {
+			room.reserve(e.Assignment.HostID, e.Assignment.Size, -1)
+			if r.state(e.Assignment) == model.StateCrashed { // it reserved no memory
+				room.free[e.Assignment.HostID] -= memoryMB(e.Assignment.Size)
+			}
+		}
 		r.plan.Create = append(r.plan.Create, a)
-		r.plan.Delete = append(r.plan.Delete, in.replaces...)
+		r.plan.Delete = append(r.plan.Delete, stop...)
+		r.plan.Delete = append(r.plan.Delete, in.pending...)
+		r.plan.Cycled = append(r.plan.Cycled, in.cycled...)
 	}
 	for _, name := range slices.Sorted(maps.Keys(waiting)) {
-		r.pend("app %s: %d dynos wait for a live host: start a host agent (dyno agent)", name, waiting[name])
+		r.pend("app %s: %d dynos pending: %s", name, len(waiting[name]), waiting[name][0])
 	}
 }
 
-// pickHost chooses the host for a new dyno: the live host running the
-// fewest dynos, ties broken by ID. Memory reservation and spreading a
-// type's dynos across hosts belong here.
-func pickHost(hosts []model.Host, load map[string]int, _ model.Assignment) (string, bool) {
-	best, found := "", false
-	for _, h := range hosts {
-		if !found || load[h.ID] < load[best] || (load[h.ID] == load[best] && h.ID < best) {
-			best, found = h.ID, true
-		}
+// pendingDyno records in the store that in waits for room: it creates the
+// slot's pending assignment, or updates the one there if it changed.
+func (r *reconciler) pendingDyno(in intent, reason string) {
+	p := in.a
+	p.HostID = ""
+	p.PendingReason = reason
+	p.Env = maps.Clone(p.Env)
+	if len(in.pending) == 0 {
+		p.ID = uuid.NewString()
+		p.CreatedAt = r.now
+		r.plan.Create = append(r.plan.Create, p)
+		return
 	}
-	return best, found
+	e := in.pending[0]
+	r.plan.Delete = append(r.plan.Delete, in.pending[1:]...)
+	cur := e.Assignment
+	if isCurrent(cur, p) && cur.CrashCount == p.CrashCount && cur.PendingReason == reason {
+		return
+	}
+	p.ID, p.CreatedAt = cur.ID, cur.CreatedAt
+	r.plan.Update = append(r.plan.Update, AssignmentEntry{Assignment: p, Revision: e.Revision})
 }

@@ -34,11 +34,31 @@ type Assignment struct {
 	// RestartAt is set by the manifold on a crashed dyno that waits out its
 	// back-off before it is replaced.
 	RestartAt time.Time `json:"restart_at,omitzero"`
-	CreatedAt time.Time `json:"created_at"`
+	// PendingReason says why the dyno has no host yet (no live host has
+	// room for its size). Only a pending assignment, with HostID "" and
+	// stored under AssignmentKey(PendingHost, ID), has one.
+	PendingReason string    `json:"pending_reason,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
 }
+
+// PendingHost is the key prefix of assignments waiting for a host with
+// room. No agent watches it, so a pending dyno runs nowhere.
+const PendingHost = "pending"
 
 // AssignmentKey is the store key of an assignment.
 func AssignmentKey(hostID, dynoID string) string { return hostID + "." + dynoID }
+
+// Pending reports whether the assignment waits for a host.
+func (a Assignment) Pending() bool { return a.HostID == "" }
+
+// Key is the assignment's store key: under its host, or under PendingHost
+// while it has none.
+func (a Assignment) Key() string {
+	if a.Pending() {
+		return AssignmentKey(PendingHost, a.ID)
+	}
+	return AssignmentKey(a.HostID, a.ID)
+}
 
 // DynoStatus is what the agent running a dyno reports about it. Only agents
 // write statuses; they are stored under StatusKey(AppID, ID).

@@ -79,3 +79,22 @@ func TestRestartsGeneration(t *testing.T) {
 		t.Errorf("Generation(worker, worker.1) = %d, want 1", got)
 	}
 }
+
+func TestAssignmentKey(t *testing.T) {
+	tests := []struct {
+		a           Assignment
+		wantKey     string
+		wantPending bool
+	}{
+		{Assignment{ID: "d1", HostID: "h1"}, "h1.d1", false},
+		{Assignment{ID: "d2", PendingReason: "no room"}, "pending.d2", true},
+	}
+	for _, tc := range tests {
+		if got := tc.a.Key(); got != tc.wantKey {
+			t.Errorf("Key() of %+v = %q, want %q", tc.a, got, tc.wantKey)
+		}
+		if got := tc.a.Pending(); got != tc.wantPending {
+			t.Errorf("Pending() of %+v = %v, want %v", tc.a, got, tc.wantPending)
+		}
+	}
+}

@@ -42,6 +42,11 @@ type Config struct {
 	PublicAPIURL string
 	// ProcessRuntime runs dynos as plain processes even as root (development only).
 	ProcessRuntime bool
+	// HostMemoryMB is the memory this host offers dynos; the machine's when 0.
+	HostMemoryMB int
+	// CrashBackoffScale scales Heroku's crash cool-offs (1 = 20 min after
+	// the second crash; 0.01 = 12 s).
+	CrashBackoffScale float64
 	// Out receives the start-up banner (API URL, where the key is).
 	Out    io.Writer
 	Logger *slog.Logger
@@ -134,10 +139,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}, st, logs, build.New(st, logs, log))
 	defer api.Close()
 	rtr := router.New(router.Config{Domain: cfg.Domain, Logs: logs, Logger: log}, st)
-	mf := manifold.New(manifold.Config{Logger: log}, st)
+	mf := manifold.New(manifold.Config{Logger: log, LogSink: logs, BackoffScale: cfg.CrashBackoffScale}, st)
+	memoryMB := cfg.HostMemoryMB
+	if memoryMB <= 0 {
+		memoryMB = hostMemoryMB()
+	}
 	ag := agent.New(agent.Config{
 		HostID: hostID, Address: "127.0.0.1", DataDir: filepath.Join(dataDir, "agent"), Runtime: rt, Logs: logs,
-		Logger: log, MemoryMB: hostMemoryMB(), CPUs: goruntime.NumCPU(),
+		Logger: log, MemoryMB: memoryMB, CPUs: goruntime.NumCPU(),
 	}, st)
 
 	apiSrv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}

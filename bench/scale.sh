@@ -16,7 +16,8 @@ trap cleanup EXIT
 TAGS=$(pkg-config --exists libseccomp 2>/dev/null && echo seccomp || true)
 CGO_ENABLED=1 go build -tags "$TAGS" -o "$TMP/dyno" ./cmd/dyno
 BASE=${BASE:-17100}
-"$TMP/dyno" server --data-dir "$TMP/data" --api 127.0.0.1:$BASE --http 127.0.0.1:$((BASE+1)) --nats-listen 127.0.0.1:$((BASE+3)) > "$TMP/server.log" 2>&1 &
+# 50 dynos of 512 MB reserve 25 GB: more than this 24 GB machine offers by default.
+"$TMP/dyno" server --host-memory 32768 --data-dir "$TMP/data" --api 127.0.0.1:$BASE --http 127.0.0.1:$((BASE+1)) --nats-listen 127.0.0.1:$((BASE+3)) > "$TMP/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 100); do [ -s "$TMP/data/admin-api-key" ] && curl -fs -o /dev/null -H "Authorization: Bearer $(cat "$TMP/data/admin-api-key")" http://127.0.0.1:$BASE/apps && break; sleep 0.2; done
 export DYNO_API_URL=http://127.0.0.1:$BASE DYNO_API_KEY=$(cat "$TMP/data/admin-api-key")

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -58,13 +59,22 @@ func (s *Server) putSource(w http.ResponseWriter, r *http.Request) error {
 		return tooLarge
 	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxSourceBytes)
-	if _, _, err := s.st.Sources.Put(r.Context(), id, body); err != nil {
+	stalled := &stallReader{r: body, rc: http.NewResponseController(w), timeout: s.cfg.SourceStallTimeout}
+	if _, _, err := s.st.Sources.Put(r.Context(), id, stalled); err != nil {
 		s.undo("partial source", s.st.Sources.Delete(context.WithoutCancel(r.Context()), id))
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			return tooLarge
 		}
+		if stalled.stalled {
+			// The client may still read an answer; the connection is
+			// closed after it, its body being unread.
+			_ = stalled.rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			return &apiError{http.StatusRequestTimeout, "request_timeout",
+				fmt.Sprintf("The upload sent no data for %s and was abandoned: upload the source again.", s.cfg.SourceStallTimeout)}
+		}
 		return fmt.Errorf("store source %s: %w", id, err)
 	}
+	_ = stalled.rc.SetReadDeadline(time.Time{})
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -388,4 +398,31 @@ func (o *output) since(i int) ([]string, int, bool, <-chan struct{}) {
 	i = max(i, o.dropped)
 	lines := append([]string(nil), o.lines[i-o.dropped:]...)
 	return lines, o.dropped + len(o.lines), o.done, o.wake
+}
+
+// stallReader reads an upload with a read deadline renewed before every
+// read, so that a client that stops sending (while it promised more) ties
+// up its handler for at most timeout, however long the whole upload takes.
+type stallReader struct {
+	r          io.Reader
+	rc         *http.ResponseController
+	timeout    time.Duration
+	noDeadline bool // the connection does not support deadlines
+	stalled    bool // a read hit the deadline
+}
+
+func (sr *stallReader) Read(p []byte) (int, error) {
+	if !sr.noDeadline {
+		// Network deadlines are wall-clock times, never the injected clock.
+		if err := sr.rc.SetReadDeadline(time.Now().Add(sr.timeout)); errors.Is(err, http.ErrNotSupported) {
+			sr.noDeadline = true
+		} else if err != nil {
+			return 0, fmt.Errorf("renew the upload's read deadline: %w", err)
+		}
+	}
+	n, err := sr.r.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		sr.stalled = true
+	}
+	return n, err
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +196,42 @@ func TestFormation(t *testing.T) {
 		t.Errorf("single PATCH %+v", web)
 	}
 	e.must(404, "GET", "/apps/scale/formation/clock", nil, nil)
+
+	// One app[api] line per accepted PATCH, naming the updated types.
+	want := []string{
+		"Scaled to web@2:Standard-1X by user admin@dyno.local",
+		"Scaled to web@3:Standard-1X by user admin@dyno.local",
+		"Scaled to web@4:Standard-1X worker@2:Standard-1X by user admin@dyno.local",
+		"Scaled to worker@1:Standard-1X by user admin@dyno.local",
+		"Scaled to web@2:Standard-2X by user admin@dyno.local",
+		"Scaled to web@2:Performance-M by user admin@dyno.local",
+		"Scaled to web@1:Performance-M by user admin@dyno.local",
+	}
+	if got := apiLines(t, e, mustApp(t, e, "scale").ID, "Scaled "); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("api lines\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// apiLines returns the messages of the app's app[api] log lines that start
+// with prefix, oldest first.
+func apiLines(t *testing.T, e *env, appID, prefix string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.logs.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := e.logs.Recent(ctx, appID, logplex.Filter{Dyno: "api", Source: model.SourceApp}, 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range lines {
+		if strings.HasPrefix(l.Message, prefix) {
+			out = append(out, l.Message)
+		}
+	}
+	return out
 }
 
 func mustApp(t *testing.T, e *env, name string) appJSON {
@@ -211,9 +248,10 @@ func TestDynosAndRestarts(t *testing.T) {
 	app := mustApp(t, e, "ps-app")
 	ctx := context.Background()
 	now := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	exit3 := 3
 	statuses := []model.DynoStatus{
 		{ID: "d-web2", AppID: app.ID, Type: "web", Name: "web.2", Release: 1, Size: "standard-1X", Command: "x", State: model.StateUp, StartedAt: now, UpdatedAt: now},
-		{ID: "d-worker1", AppID: app.ID, Type: "worker", Name: "worker.1", Release: 1, State: model.StateCrashed, StartedAt: now, UpdatedAt: now},
+		{ID: "d-worker1", AppID: app.ID, Type: "worker", Name: "worker.1", Release: 1, State: model.StateCrashed, ExitStatus: &exit3, StartedAt: now, UpdatedAt: now},
 		{ID: "d-web10", AppID: app.ID, Type: "web", Name: "web.10", Release: 1, State: model.StateUp, StartedAt: now, UpdatedAt: now},
 	}
 	for _, s := range statuses {
@@ -249,6 +287,9 @@ func TestDynosAndRestarts(t *testing.T) {
 		}
 		if d.PendingReason != wantReason {
 			t.Errorf("%s: pending_reason %q, want %q", d.Name, d.PendingReason, wantReason)
+		}
+		if crashed := d.Name == "worker.1"; crashed != (d.ExitStatus != nil) || crashed && *d.ExitStatus != 3 {
+			t.Errorf("%s: exit_status %v, want 3 on worker.1 only", d.Name, d.ExitStatus)
 		}
 	}
 	if _, data := e.call("GET", "/apps/ps-app/dynos/web.1", nil); strings.Contains(string(data), "pending_reason") {
@@ -296,6 +337,22 @@ func TestDynosAndRestarts(t *testing.T) {
 			}
 		})
 	}
+	want := []string{
+		"Restart all dynos by user admin@dyno.local",
+		"Restart web dynos by user admin@dyno.local",
+		"Stop worker dynos by user admin@dyno.local",
+		"Restart web.2 by user admin@dyno.local",
+		"Stop web.2 by user admin@dyno.local",
+	}
+	var lines []string
+	for _, prefix := range []string{"Restart ", "Stop "} {
+		lines = append(lines, apiLines(t, e, app.ID, prefix)...)
+	}
+	slices.Sort(lines)
+	slices.Sort(want)
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("api lines\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
 }
 
 func TestLogSessions(t *testing.T) {
@@ -321,6 +378,8 @@ func TestLogSessions(t *testing.T) {
 		{"type", map[string]any{"type": "web"}, []string{"one", "three"}},
 		{"dyno", map[string]any{"dyno": "worker.1"}, []string{"two"}},
 		{"source", map[string]any{"source": "heroku"}, nil},
+		{"more than the limit is the limit", map[string]any{"lines": 5000}, []string{"one", "two", "three"}},
+		{"zero lines", map[string]any{"lines": 0}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -347,7 +406,7 @@ func TestLogSessions(t *testing.T) {
 		})
 	}
 	e.must(422, "POST", "/apps/logs/log-sessions", map[string]any{"source": "nope"}, nil)
-	e.must(422, "POST", "/apps/logs/log-sessions", map[string]any{"lines": 5000}, nil)
+	e.must(422, "POST", "/apps/logs/log-sessions", map[string]any{"lines": -1}, nil)
 
 	t.Run("tail", func(t *testing.T) {
 		var ls map[string]any
@@ -371,6 +430,26 @@ func TestLogSessions(t *testing.T) {
 		if l := next(); !strings.HasSuffix(l, "heroku[router]: live") {
 			t.Fatalf("live line %q", l)
 		}
+	})
+
+	t.Run("tail with zero lines shows only new ones", func(t *testing.T) {
+		var ls map[string]any
+		e.must(201, "POST", "/apps/logs/log-sessions", map[string]any{"tail": true, "lines": 0}, &ls)
+		resp := e.raw("GET", ls["logplex_url"].(string), nil)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		// The stream's headers are out once raw returns, and the tail
+		// reads the backlog before it delivers: publish once it is open.
+		e.logs.Publish(app.ID, model.LogLine{Time: base, Source: model.SourceHeroku, Dyno: "router", Message: "fresh"})
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				if !strings.HasSuffix(rest, "heroku[router]: fresh") {
+					t.Fatalf("first line %q, want only the new line", rest)
+				}
+				return
+			}
+		}
+		t.Fatalf("stream ended: %v", sc.Err())
 	})
 
 	t.Run("expiry and token", func(t *testing.T) {

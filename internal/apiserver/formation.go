@@ -213,6 +213,7 @@ func (s *Server) scale(r *http.Request, updates []formationUpdate) (model.App, [
 		return app, nil, err
 	}
 	var updated []string
+	var scaled model.Formation
 	now := s.cfg.Now().UTC()
 	err = s.updateFormation(r.Context(), app.ID, func(f *model.Formation) (bool, error) {
 		updated = updated[:0]
@@ -225,9 +226,31 @@ func (s *Server) scale(r *http.Request, updates []formationUpdate) (model.App, [
 			}
 			updated = append(updated, u.Type)
 		}
+		scaled = *f
 		return true, nil
 	})
-	return app, updated, err
+	if err != nil {
+		return app, nil, err
+	}
+	s.publishAPI(app.ID, scaledMessage(scaled, updated))
+	return app, updated, nil
+}
+
+// scaledMessage is Heroku's app[api] line for a formation change: the
+// updated types with their quantities and sizes, "Scaled to
+// web@3:Standard-1X worker@1:Standard-1X by user admin@dyno.local".
+func scaledMessage(f model.Formation, types []string) string {
+	types = slices.Compact(slices.Sorted(slices.Values(types)))
+	parts := make([]string, len(types))
+	for i, typ := range types {
+		p := f.Processes[typ]
+		size := p.Size
+		if size == "" {
+			size = model.DefaultSize
+		}
+		parts[i] = fmt.Sprintf("%s@%d:%s", typ, p.Quantity, upperFirst(size))
+	}
+	return "Scaled to " + strings.Join(parts, " ") + " by user " + adminUser
 }
 
 // largestHost is the live host with the most memory and its memory in
@@ -293,7 +316,7 @@ func applyUpdate(f *model.Formation, types map[string]string, u formationUpdate,
 		size = u.DynoSize.Name
 	case u.DynoSize != nil && u.DynoSize.ID != "":
 		size = u.DynoSize.ID
-		for _, sz := range model.Sizes {
+		for _, sz := range model.Sizes() {
 			if derivedID("size", sz.Name) == u.DynoSize.ID {
 				size = sz.Name
 			}
@@ -335,9 +358,10 @@ func quantity(raw json.RawMessage, cur int) (int, error) {
 }
 
 // Restarts: each bumps a generation; the manifold replaces older dynos.
+// A stop is a restart too: formation dynos start again, as on Heroku.
 
 func (s *Server) restartAll(w http.ResponseWriter, r *http.Request) error {
-	return s.restart(w, r, func(f *model.Formation, _ model.App) error {
+	return s.restart(w, r, "all dynos", func(f *model.Formation, _ model.App) error {
 		f.Restarts.All++
 		return nil
 	})
@@ -345,7 +369,7 @@ func (s *Server) restartAll(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) restartType(w http.ResponseWriter, r *http.Request) error {
 	typ := r.PathValue("type")
-	return s.restart(w, r, func(f *model.Formation, _ model.App) error {
+	return s.restart(w, r, typ+" dynos", func(f *model.Formation, _ model.App) error {
 		if _, ok := f.Processes[typ]; !ok {
 			return notFound("Couldn't find that formation.")
 		}
@@ -366,7 +390,7 @@ func (s *Server) restartDyno(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.restart(w, r, func(f *model.Formation, _ model.App) error {
+	return s.restart(w, r, d.Name, func(f *model.Formation, _ model.App) error {
 		if f.Restarts.Dynos == nil {
 			f.Restarts.Dynos = map[string]int64{}
 		}
@@ -375,7 +399,10 @@ func (s *Server) restartDyno(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-func (s *Server) restart(w http.ResponseWriter, r *http.Request, bump func(*model.Formation, model.App) error) error {
+// restart applies bump to the formation and logs an app[api] line such as
+// "Restart web.2 by user admin@dyno.local" ("Stop ..." for a stop action);
+// what names the dynos: "all dynos", "web dynos" or "web.2".
+func (s *Server) restart(w http.ResponseWriter, r *http.Request, what string, bump func(*model.Formation, model.App) error) error {
 	app, _, err := s.lookupApp(r)
 	if err != nil {
 		return err
@@ -386,6 +413,11 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request, bump func(*mode
 	if err != nil {
 		return err
 	}
+	verb := "Restart"
+	if r.Method == http.MethodPost { // .../actions/stop
+		verb = "Stop"
+	}
+	s.publishAPI(app.ID, verb+" "+what+" by user "+adminUser)
 	return writeJSON(w, http.StatusAccepted, struct{}{})
 }
 
@@ -404,6 +436,9 @@ type dynoJSON struct {
 	// PendingReason is not Heroku's: why a dyno shown as starting has no
 	// host yet (no host has room for its size).
 	PendingReason string `json:"pending_reason,omitempty"`
+	// ExitStatus is not Heroku's: how a crashed or stopped dyno's process
+	// ended, when its agent knows.
+	ExitStatus *int `json:"exit_status,omitempty"`
 }
 
 type relRef struct {
@@ -441,7 +476,7 @@ func (s *Server) dynos(ctx context.Context, app model.App) ([]dynoJSON, error) {
 		st := e.Value
 		seen[st.ID] = true
 		out = append(out, dynoJSON{ID: st.ID, Name: st.Name, Type: st.Type, Command: st.Command, Size: st.Size, State: st.State,
-			Release: release(st.Release), App: appRef, CreatedAt: st.StartedAt, UpdatedAt: st.UpdatedAt})
+			Release: release(st.Release), App: appRef, CreatedAt: st.StartedAt, UpdatedAt: st.UpdatedAt, ExitStatus: st.ExitStatus})
 	}
 	for _, e := range assignments {
 		a := e.Value

@@ -20,7 +20,7 @@ const (
 	// logSessionTTL is how long an unused log session stays valid.
 	logSessionTTL = 5 * time.Minute
 	defaultLines  = 100
-	maxLines      = 1500
+	maxLines      = 1500 // a request for more gets this many
 	// keepAliveEvery keeps idle tails open through proxies.
 	keepAliveEvery = 30 * time.Second
 )
@@ -69,9 +69,10 @@ func (s *Server) createLogSession(w http.ResponseWriter, r *http.Request) error 
 	if body.Lines != nil {
 		lines = *body.Lines
 	}
-	if lines < 0 || lines > maxLines {
-		return invalid("Lines must be between 0 and %d.", maxLines)
+	if lines < 0 {
+		return invalid("Lines must be 0 or more (0 shows no history; with tail, only new lines).")
 	}
+	lines = min(lines, maxLines) // as Heroku does: more is not an error
 	dyno := body.DynoName
 	for _, d := range []string{body.Dyno, body.Type} {
 		if dyno == "" {

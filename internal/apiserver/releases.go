@@ -112,12 +112,19 @@ func (s *Server) newRelease(ctx context.Context, app model.App, change func(prev
 		} else if err != nil {
 			return nil, fmt.Errorf("create release v%d of %s: %w", next.Version, app.Name, err)
 		}
+		// Three writes, undone in reverse on failure: the release (no
+		// one runs it until the app points at it), the formation entries
+		// of its new process types, and the app's pointer.
+		var added map[string]model.Process
 		err = nil
 		if next.Slug != nil {
-			err = s.formationForSlug(ctx, app.ID, next.Slug)
+			added, err = s.formationForSlug(ctx, app.ID, next.Slug)
 		}
 		if err == nil {
 			err = s.pointApp(ctx, app.ID, next.Version, next.CreatedAt)
+			if err != nil && len(added) > 0 {
+				s.undo("formation of a failed release", s.unaddFormation(context.WithoutCancel(ctx), app.ID, added))
+			}
 		}
 		if err != nil {
 			s.undo("release", s.st.Releases.Delete(context.WithoutCancel(ctx), key, 0))
@@ -130,15 +137,17 @@ func (s *Server) newRelease(ctx context.Context, app model.App, change func(prev
 }
 
 // formationForSlug gives the process types new in slug a formation entry:
-// web=1 when the formation has no dynos yet (a first deploy), else 0.
-func (s *Server) formationForSlug(ctx context.Context, appID string, slug *model.Slug) error {
+// web=1 when the formation has no dynos yet (a first deploy), else 0. It
+// returns the entries it added.
+func (s *Server) formationForSlug(ctx context.Context, appID string, slug *model.Slug) (map[string]model.Process, error) {
 	now := s.cfg.Now().UTC()
-	return s.updateFormation(ctx, appID, func(f *model.Formation) (bool, error) {
+	var added map[string]model.Process
+	err := s.updateFormation(ctx, appID, func(f *model.Formation) (bool, error) {
+		added = map[string]model.Process{} // afresh on each CAS retry
 		running := false
 		for _, p := range f.Processes {
 			running = running || p.Quantity > 0
 		}
-		changed := false
 		for typ := range slug.ProcessTypes {
 			if _, ok := f.Processes[typ]; ok {
 				continue
@@ -148,10 +157,40 @@ func (s *Server) formationForSlug(ctx context.Context, appID string, slug *model
 				p.Quantity = 1
 			}
 			f.Processes[typ] = p
-			changed = true
+			added[typ] = p
+		}
+		return len(added) > 0, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return added, nil
+}
+
+// unaddFormation removes the entries formationForSlug added for a release
+// that then failed, unless someone changed them since (a scale by a user
+// wins) or the app is gone with its formation.
+func (s *Server) unaddFormation(ctx context.Context, appID string, added map[string]model.Process) error {
+	err := s.updateFormation(ctx, appID, func(f *model.Formation) (bool, error) {
+		changed := false
+		for typ, p := range added {
+			if cur, ok := f.Processes[typ]; ok && sameProcess(cur, p) {
+				delete(f.Processes, typ)
+				changed = true
+			}
 		}
 		return changed, nil
 	})
+	var ae *apiError
+	if errors.As(err, &ae) && ae.status == http.StatusNotFound {
+		return nil
+	}
+	return err
+}
+
+func sameProcess(a, b model.Process) bool {
+	return a.Quantity == b.Quantity && a.Size == b.Size && a.CreatedAt.Equal(b.CreatedAt) &&
+		a.UpdatedAt.Equal(b.UpdatedAt) && a.ScaledToZeroAt.Equal(b.ScaledToZeroAt)
 }
 
 // pointApp makes version the app's current release unless a newer one is.

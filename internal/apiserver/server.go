@@ -50,6 +50,9 @@ type Config struct {
 	AdminKey string
 	// MaxSourceBytes bounds an uploaded source; 1 GiB when zero.
 	MaxSourceBytes int64
+	// SourceStallTimeout is how long a source upload may send no data
+	// before it is abandoned (408); 60 s when zero.
+	SourceStallTimeout time.Duration
 	// HostTTL is how old a host's heartbeat may be for the host to count
 	// as live when a formation's size is checked against the hosts'
 	// memory; 15 s (the manifold's default) when zero.
@@ -85,6 +88,9 @@ type Server struct {
 func New(cfg Config, st *store.Store, logs *logplex.Logplex, b *build.Builder) *Server {
 	if cfg.MaxSourceBytes <= 0 {
 		cfg.MaxSourceBytes = 1 << 30
+	}
+	if cfg.SourceStallTimeout <= 0 {
+		cfg.SourceStallTimeout = time.Minute
 	}
 	if cfg.HostTTL <= 0 {
 		cfg.HostTTL = 15 * time.Second
@@ -388,8 +394,9 @@ type sizeJSON struct {
 }
 
 func (s *Server) listSizes(w http.ResponseWriter, r *http.Request) error {
-	out := make([]sizeJSON, len(model.Sizes))
-	for i, sz := range model.Sizes {
+	sizes := model.Sizes()
+	out := make([]sizeJSON, len(sizes))
+	for i, sz := range sizes {
 		out[i] = sizeJSON{ID: derivedID("size", sz.Name), Size: sz, Architecture: "amd64"}
 	}
 	return writeJSON(w, http.StatusOK, out)

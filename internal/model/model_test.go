@@ -98,3 +98,17 @@ func TestAssignmentKey(t *testing.T) {
 		}
 	}
 }
+
+func TestSizesIsACopy(t *testing.T) {
+	got := Sizes()
+	if len(got) == 0 || got[0].Name != "eco" {
+		t.Fatalf("Sizes() = %+v, want eco first", got)
+	}
+	got[0].Name, got[0].MemoryMB = "changed", 1
+	if again := Sizes(); again[0].Name != "eco" || again[0].MemoryMB != 512 || len(again) != 6 {
+		t.Errorf("changing the result of Sizes() changed the table: %+v", again)
+	}
+	if sz, err := LookupSize("ECO"); err != nil || sz.MemoryMB != 512 {
+		t.Errorf("LookupSize(ECO) = %+v, %v after a caller changed its copy", sz, err)
+	}
+}

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -15,8 +16,9 @@ type Size struct {
 	MemoryGB  float64 `json:"memory"`
 }
 
-// Sizes are Heroku's dyno sizes, smallest first.
-var Sizes = []Size{
+// sizes are Heroku's dyno sizes, smallest first. Unexported so that no
+// caller can change the table the whole platform shares.
+var sizes = []Size{
 	{Name: "eco", MemoryMB: 512, CPUShares: 256, Compute: 1, MemoryGB: 0.5},
 	{Name: "basic", MemoryMB: 512, CPUShares: 256, Compute: 1, MemoryGB: 0.5},
 	{Name: "standard-1X", MemoryMB: 512, CPUShares: 512, Compute: 1, MemoryGB: 0.5},
@@ -25,18 +27,22 @@ var Sizes = []Size{
 	{Name: "performance-L", MemoryMB: 14336, CPUShares: 4096, Compute: 50, Dedicated: true, MemoryGB: 14},
 }
 
+// Sizes returns Heroku's dyno sizes, smallest first; the slice is a copy
+// the caller may change.
+func Sizes() []Size { return slices.Clone(sizes) }
+
 // DefaultSize is the size of a process type nobody chose a size for.
 const DefaultSize = "standard-1X"
 
 // LookupSize finds a size by name, ignoring case (users type standard-2x).
 func LookupSize(name string) (Size, error) {
-	for _, s := range Sizes {
+	for _, s := range sizes {
 		if strings.EqualFold(s.Name, name) {
 			return s, nil
 		}
 	}
-	names := make([]string, len(Sizes))
-	for i, s := range Sizes {
+	names := make([]string, len(sizes))
+	for i, s := range sizes {
 		names[i] = s.Name
 	}
 	return Size{}, fmt.Errorf("unknown dyno size %q: choose one of %s", name, strings.Join(names, ", "))

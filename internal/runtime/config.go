@@ -1,9 +1,12 @@
 package runtime
 
 import (
+	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/cgroups"
@@ -57,6 +60,10 @@ func validateSpec(s *Spec) error {
 		return fmt.Errorf("slug dir %q and work dir %q must not contain ',' or ':'", s.SlugDir, s.WorkDir)
 	case s.UID <= 0 || s.GID <= 0:
 		return fmt.Errorf("dyno %s: uid %d / gid %d: dynos must run as an unprivileged user", s.ID, s.UID, s.GID)
+	case slices.ContainsFunc(s.AdditionalGroups, func(g int) bool { return g <= 0 }):
+		return fmt.Errorf("dyno %s: additional groups %v: root's group is not allowed", s.ID, s.AdditionalGroups)
+	case s.Port < 0 || s.Port > 65535:
+		return fmt.Errorf("dyno %s: port %d out of range", s.ID, s.Port)
 	case s.MemoryMB <= 0:
 		return fmt.Errorf("dyno %s: memory limit must be positive, got %d MB", s.ID, s.MemoryMB)
 	}
@@ -67,8 +74,9 @@ func validateSpec(s *Spec) error {
 }
 
 // prepareWorkDir creates the rootfs skeleton, the generated /etc and the
-// overlay dirs inside spec.WorkDir.
-func prepareWorkDir(s *Spec) error {
+// overlay dirs inside spec.WorkDir. ownNet tells whether the dyno has a
+// network namespace of its own (where the host's loopback is not reachable).
+func prepareWorkDir(s *Spec, ownNet bool) error {
 	rootfs := filepath.Join(s.WorkDir, rootfsDirName)
 	upper := filepath.Join(s.WorkDir, upperDirName)
 	for _, d := range []string{rootfs, filepath.Join(rootfs, "etc"), upper, filepath.Join(s.WorkDir, ovlWorkName)} {
@@ -97,11 +105,14 @@ func prepareWorkDir(s *Spec) error {
 	if err != nil {
 		resolv = []byte("nameserver 127.0.0.53\n")
 	}
+	if ownNet {
+		resolv = dynoResolvConf(resolv)
+	}
 	files := map[string]string{
 		"passwd": fmt.Sprintf("root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"+
 			"dyno:x:%d:%d:dyno:/app:/bin/sh\n"+
 			"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", s.UID, s.GID),
-		"group":         fmt.Sprintf("root:x:0:\ndyno:x:%d:\nnogroup:x:65534:\n", s.GID),
+		"group":         groupFile(s),
 		"hostname":      s.Hostname + "\n",
 		"hosts":         fmt.Sprintf("127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", s.Hostname),
 		"resolv.conf":   string(resolv),
@@ -113,6 +124,51 @@ func prepareWorkDir(s *Spec) error {
 		}
 	}
 	return nil
+}
+
+// dynoResolvConf is the host's resolv.conf for a dyno in its own network
+// namespace: loopback nameservers (systemd-resolved's 127.0.0.53, a local
+// dnsmasq) are unreachable from there and the host's input is closed to
+// dynos anyway, so they are dropped, and when none is left the upstream
+// servers systemd-resolved uses are taken, else public ones (what Docker does).
+func dynoResolvConf(host []byte) []byte {
+	var kept []string
+	servers := 0
+	for _, line := range strings.Split(string(host), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
+			if ip := net.ParseIP(f[1]); ip == nil || ip.IsLoopback() {
+				continue
+			}
+			servers++
+		}
+		kept = append(kept, line)
+	}
+	if servers > 0 {
+		return []byte(strings.Join(kept, "\n"))
+	}
+	if b, err := os.ReadFile("/run/systemd/resolve/resolv.conf"); err == nil && !bytes.Equal(b, host) {
+		return dynoResolvConf(b)
+	}
+	return []byte(strings.TrimRight(strings.Join(kept, "\n"), "\n") + "\nnameserver 8.8.8.8\nnameserver 1.1.1.1\n")
+}
+
+// groupFile is /etc/group: the dyno's group and its supplementary ones
+// ("slug" for the first, the slug group) with the dyno as member.
+func groupFile(s *Spec) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "root:x:0:\ndyno:x:%d:\n", s.GID)
+	for i, g := range s.AdditionalGroups {
+		if g == s.GID || g == 65534 {
+			continue
+		}
+		name := "slug"
+		if i > 0 {
+			name = fmt.Sprintf("group%d", g)
+		}
+		fmt.Fprintf(&b, "%s:x:%d:dyno\n", name, g)
+	}
+	b.WriteString("nogroup:x:65534:\n")
+	return b.String()
 }
 
 // containerConfig builds the libcontainer configuration of a dyno.
@@ -179,7 +235,7 @@ func containerConfig(s *Spec, cgroupParent string) *configs.Config {
 		Rootfs:     filepath.Join(s.WorkDir, rootfsDirName),
 		Readonlyfs: true,
 		Hostname:   s.Hostname,
-		// No NEWNET yet: dynos bind their PORT on the host network.
+		// NEWNET is added by the runtime when the network is enabled.
 		Namespaces: configs.Namespaces{
 			{Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWUTS}, {Type: configs.NEWIPC},
 		},
@@ -196,14 +252,25 @@ func containerConfig(s *Spec, cgroupParent string) *configs.Config {
 	}
 }
 
+// commandShell is the shell that runs Procfile commands. Heroku runs them
+// with bash, which replaces itself with a lone command: the app is then the
+// process the shell started, gets SIGTERM itself, and its own exit status
+// is the dyno's. dash keeps a shell in between that dies at once on SIGTERM
+// and would cut the app's 30 s of grace short.
+func commandShell() string {
+	if _, err := os.Stat("/bin/bash"); err == nil {
+		return "/bin/bash"
+	}
+	return "/bin/sh"
+}
+
 // shellArgs runs the command under a shell that stays PID 1 of the
 // container: PID 1 ignores signals it has no handler for, so a command exec'd
-// as PID 1 (dash execs a lone command) would not stop on SIGTERM. The command
-// runs as a foreground child ("; exit $?" defeats the exec), gets normal signal
-// dispositions, and its exit status (128+signal when killed) becomes the
-// dyno's. The shell also reaps orphans while it waits.
+// as PID 1 would not stop on SIGTERM. The command runs as a foreground child
+// ("; exit $?" defeats the exec), gets normal signal dispositions, and its
+// exit status (128+signal when killed) becomes the dyno's. The shell also
+// reaps orphans while it waits. Its own notes ("Terminated") go nowhere; the
+// command keeps the dyno's stderr.
 func shellArgs(command string) []string {
-	// The shell's own notes ("Terminated") go nowhere; the command keeps
-	// the dyno's stderr.
-	return []string{"/bin/sh", "-c", `exec 3>&2 2>/dev/null; /bin/sh -c "$1" 2>&3 3>&-; exit $?`, "dyno", command}
+	return []string{"/bin/sh", "-c", `exec 3>&2 2>/dev/null; "$1" -c "$2" 2>&3 3>&-; exit $?`, "dyno", commandShell(), command}
 }

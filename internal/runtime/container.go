@@ -18,6 +18,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,18 +30,24 @@ type ContainerConfig struct {
 	StateDir string
 	// CgroupParent is the parent cgroup of every dyno ("dyno" when empty).
 	CgroupParent string
+	// Network gives dynos network namespaces of their own; see NetworkConfig.
+	Network NetworkConfig
 }
 
 // ContainerRuntime runs each dyno as a container. It needs root.
 type ContainerRuntime struct {
 	stateDir     string
 	cgroupParent string
+	seccomp      *configs.Seccomp // nil without the seccomp build tag
+	net          *network         // nil when dynos share the host's network
 }
 
 var _ Runtime = (*ContainerRuntime)(nil)
 
 // NewContainerRuntime checks that containers can be run here and prepares
-// the state dir.
+// the state dir, the seccomp filter and, when the network is enabled, the
+// nftables table (with the dynos an earlier process left running still in
+// it, until Cleanup removes them) and IP forwarding.
 func NewContainerRuntime(cfg ContainerConfig) (*ContainerRuntime, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("container runtime: needs root (run the agent as root, or use the process runtime)")
@@ -54,7 +61,61 @@ func NewContainerRuntime(cfg ContainerConfig) (*ContainerRuntime, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("container runtime: create state dir: %w", err)
 	}
-	return &ContainerRuntime{stateDir: cfg.StateDir, cgroupParent: cfg.CgroupParent}, nil
+	r := &ContainerRuntime{stateDir: cfg.StateDir, cgroupParent: cfg.CgroupParent}
+	var err error
+	if r.seccomp, err = seccompProfile(); err != nil {
+		return nil, fmt.Errorf("container runtime: %w", err)
+	}
+	if cfg.Network.Enabled {
+		if r.net, err = newNetwork(cfg.Network, cfg.StateDir); err != nil {
+			return nil, fmt.Errorf("container runtime: %w", err)
+		}
+		var left []*netRecord
+		for _, rec := range r.records() {
+			if rec.Net != nil {
+				left = append(left, rec.Net)
+			}
+		}
+		r.net.reserve(left)
+		if err := r.net.fw.install(left); err != nil {
+			return nil, fmt.Errorf("container runtime: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Shutdown removes the runtime's nftables table. Call it when the agent
+// stops for good, after closing every dyno: it refuses while dynos are
+// recorded, because their traffic would no longer be filtered.
+func (r *ContainerRuntime) Shutdown(ctx context.Context) error {
+	if r.net == nil {
+		return nil
+	}
+	if n := len(r.records()); n > 0 {
+		return fmt.Errorf("shut down container runtime: %d dynos still exist: close them (or run Cleanup) first", n)
+	}
+	if err := r.net.fw.uninstall(); err != nil {
+		return fmt.Errorf("shut down container runtime: %w", err)
+	}
+	return nil
+}
+
+// records reads the dyno records of the state dir.
+func (r *ContainerRuntime) records() map[string]*dynoRecord {
+	entries, _ := os.ReadDir(r.stateDir)
+	recs := map[string]*dynoRecord{}
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		rec := &dynoRecord{ID: id}
+		if b, err := os.ReadFile(filepath.Join(r.stateDir, e.Name())); err == nil {
+			_ = json.Unmarshal(b, rec) // a torn record still names the dyno
+		}
+		recs[id] = rec
+	}
+	return recs
 }
 
 // Isolated reports true: dynos run in containers.
@@ -64,8 +125,9 @@ func (r *ContainerRuntime) Isolated() bool { return true }
 // process of the agent. It is written before the container is created and
 // removed last by Close, as <StateDir>/<id>.json next to libcontainer's <id>/.
 type dynoRecord struct {
-	ID      string `json:"id"`
-	WorkDir string `json:"work_dir"`
+	ID      string     `json:"id"`
+	WorkDir string     `json:"work_dir"`
+	Net     *netRecord `json:"net,omitempty"`
 }
 
 func (r *ContainerRuntime) recordPath(id string) string {
@@ -100,7 +162,8 @@ type containerDyno struct {
 	container *libcontainer.Container
 	process   *libcontainer.Process
 	pid       int
-	memCgroup string // memory cgroup dir, read for the OOM counter
+	memCgroup string     // memory cgroup dir, read for the OOM counter
+	net       *netRecord // nil without a network namespace
 
 	done   chan struct{} // closed when result is final and output copied
 	result Result
@@ -110,14 +173,29 @@ type containerDyno struct {
 }
 
 func (d *containerDyno) start() error {
-	rec, _ := json.Marshal(dynoRecord{ID: d.spec.ID, WorkDir: d.spec.WorkDir})
+	if d.rt.net != nil {
+		n, err := d.rt.net.allocate(d.spec.ID, d.spec.Port)
+		if err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
+		d.net = n
+	}
+	rec, _ := json.Marshal(dynoRecord{ID: d.spec.ID, WorkDir: d.spec.WorkDir, Net: d.net})
 	if err := os.WriteFile(d.rt.recordPath(d.spec.ID), rec, 0o600); err != nil {
 		return fmt.Errorf("record dyno: %w", err)
 	}
-	if err := prepareWorkDir(&d.spec); err != nil {
+	if err := prepareWorkDir(&d.spec, d.net != nil); err != nil {
 		return fmt.Errorf("prepare work dir: %w", err)
 	}
-	c, err := libcontainer.Create(d.rt.stateDir, d.spec.ID, containerConfig(&d.spec, d.rt.cgroupParent))
+	cfg := containerConfig(&d.spec, d.rt.cgroupParent)
+	cfg.Seccomp = d.rt.seccomp
+	if d.net != nil {
+		if err := d.rt.net.setup(d.net); err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
+		cfg.Namespaces = append(cfg.Namespaces, configs.Namespace{Type: configs.NEWNET, Path: d.net.Netns})
+	}
+	c, err := libcontainer.Create(d.rt.stateDir, d.spec.ID, cfg)
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
@@ -127,14 +205,16 @@ func (d *containerDyno) start() error {
 		return fmt.Errorf("output pipes: %w", err)
 	}
 	p := &libcontainer.Process{
-		Args:   shellArgs(d.spec.Command),
-		Env:    d.spec.Env,
-		Cwd:    "/app",
-		UID:    d.spec.UID,
-		GID:    d.spec.GID,
-		Stdout: pipes.stdoutW,
-		Stderr: pipes.childStderr(),
-		Init:   true,
+		Args: shellArgs(d.spec.Command),
+		Env:  d.spec.Env,
+		Cwd:  "/app",
+		UID:  d.spec.UID,
+		GID:  d.spec.GID,
+		// The slug group: what lets the dyno write to /app's files.
+		AdditionalGroups: d.spec.AdditionalGroups,
+		Stdout:           pipes.stdoutW,
+		Stderr:           pipes.childStderr(),
+		Init:             true,
 	}
 	if err := c.Run(p); err != nil {
 		pipes.closeAll()
@@ -212,6 +292,14 @@ func oomKilled(dir string, status int) bool {
 // Pid is the host pid of the container's init.
 func (d *containerDyno) Pid() int { return d.pid }
 
+// Addr is the dyno's own address with a network namespace, else 127.0.0.1.
+func (d *containerDyno) Addr() string {
+	if d.net != nil {
+		return d.net.IP
+	}
+	return "127.0.0.1"
+}
+
 // Wait blocks until the dyno ended and its output is copied.
 func (d *containerDyno) Wait() Result {
 	<-d.done
@@ -271,6 +359,11 @@ func (d *containerDyno) removeLeftovers() error {
 	if err := os.RemoveAll(d.spec.WorkDir); err != nil {
 		errs = append(errs, fmt.Errorf("remove work dir: %w", err))
 	}
+	if d.net != nil {
+		if err := d.rt.net.teardown(d.net); err != nil {
+			errs = append(errs, fmt.Errorf("remove network: %w", err))
+		}
+	}
 	if len(errs) == 0 {
 		_ = os.Remove(d.rt.recordPath(d.spec.ID))
 	}
@@ -285,29 +378,20 @@ func (d *containerDyno) removeLeftovers() error {
 // It only touches dynos recorded in this runtime's state dir, so agents that
 // share a machine do not clean up each other's dynos.
 func (r *ContainerRuntime) Cleanup(ctx context.Context) error {
-	entries, err := os.ReadDir(r.stateDir)
-	if err != nil {
+	if _, err := os.ReadDir(r.stateDir); err != nil {
 		return fmt.Errorf("cleanup dynos: %w", err)
 	}
-	ids := map[string]string{} // id -> work dir ("" when unknown)
+	recs := r.records()
+	// libcontainer state dirs without a record (a crash between the two).
+	entries, _ := os.ReadDir(r.stateDir)
 	for _, e := range entries {
-		name := e.Name()
-		if id, ok := strings.CutSuffix(name, ".json"); ok && !e.IsDir() {
-			var rec dynoRecord
-			if b, err := os.ReadFile(filepath.Join(r.stateDir, name)); err == nil && json.Unmarshal(b, &rec) == nil {
-				ids[id] = rec.WorkDir
-			} else if _, seen := ids[id]; !seen {
-				ids[id] = ""
-			}
-		} else if e.IsDir() {
-			if _, seen := ids[name]; !seen {
-				ids[name] = ""
-			}
+		if _, seen := recs[e.Name()]; e.IsDir() && e.Name() != netnsDirName && !seen {
+			recs[e.Name()] = &dynoRecord{ID: e.Name()}
 		}
 	}
 	var errs []error
-	for id, workDir := range ids {
-		if err := r.cleanupOne(ctx, id, workDir); err != nil {
+	for _, rec := range recs {
+		if err := r.cleanupOne(ctx, rec); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -317,7 +401,8 @@ func (r *ContainerRuntime) Cleanup(ctx context.Context) error {
 	return nil
 }
 
-func (r *ContainerRuntime) cleanupOne(ctx context.Context, id, workDir string) error {
+func (r *ContainerRuntime) cleanupOne(ctx context.Context, rec *dynoRecord) error {
+	id, workDir := rec.ID, rec.WorkDir
 	if c, err := libcontainer.Load(r.stateDir, id); err == nil {
 		_ = c.Signal(unix.SIGKILL)
 		for {
@@ -347,6 +432,11 @@ func (r *ContainerRuntime) cleanupOne(ctx context.Context, id, workDir string) e
 			return fmt.Errorf("dyno %s: %w", id, err)
 		}
 	}
+	if rec.Net != nil {
+		if err := r.removeNetwork(rec.Net); err != nil {
+			return fmt.Errorf("dyno %s: %w", id, err)
+		}
+	}
 	if err := os.Remove(r.recordPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("dyno %s: %w", id, err)
 	}
@@ -372,4 +462,13 @@ func (r *ContainerRuntime) removeCgroup(id string) error {
 		return fmt.Errorf("remove cgroup: %w", err)
 	}
 	return nil
+}
+
+// removeNetwork removes a dyno's network found by Cleanup, also when this
+// runtime has the network disabled.
+func (r *ContainerRuntime) removeNetwork(n *netRecord) error {
+	if r.net != nil {
+		return r.net.teardown(n)
+	}
+	return removeNetns(n)
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -22,8 +23,9 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	testUID = 10000
-	testGID = 10000
+	testUID     = 10000
+	testGID     = 10000
+	testSlugGID = 9999
 )
 
 // syncBuffer is a bytes.Buffer safe for the copy goroutine and the test.
@@ -61,27 +63,23 @@ func newTestContainerRuntime(t testing.TB) *ContainerRuntime {
 	return rt
 }
 
-// newTestSlug makes a slug dir with a Procfile and a script.
+// newTestSlug makes a slug dir with a Procfile and a script, unpacked as the
+// agent does (root:testSlugGID, group permissions like the owner's).
 func newTestSlug(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "slug")
-	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+	gid := -1
+	if os.Geteuid() == 0 {
+		gid = testSlugGID
+	}
+	tarball := makeTarball(t, []tarEntry{
+		{name: "Procfile", body: "web: bin/run\n"},
+		{name: "bin/run", body: "#!/bin/sh\necho running\n", mode: 0o755},
+		{name: "files/", typ: tar.TypeDir, mode: 0o755},
+		{name: "files/existing", body: "old\n", mode: 0o644},
+	})
+	if err := UnpackSlug(tarball, dir, gid); err != nil {
 		t.Fatal(err)
-	}
-	files := map[string]string{"Procfile": "web: bin/run\n", "bin/run": "#!/bin/sh\necho running\n"}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// UnpackSlug gives the slug to the dyno user; do the same here.
-	for _, p := range []string{dir, filepath.Join(dir, "bin"), filepath.Join(dir, "bin/run"), filepath.Join(dir, "Procfile")} {
-		if os.Geteuid() != 0 {
-			break
-		}
-		if err := os.Chown(p, testUID, testGID); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dir
 }
@@ -97,17 +95,19 @@ func testSpec(t testing.TB, slug, command string) Spec {
 	n := testCounter.n
 	testCounter.Unlock()
 	return Spec{
-		ID:        fmt.Sprintf("test-%d-%d", os.Getpid(), n),
-		Hostname:  "web.1",
-		Command:   command,
-		Env:       []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/app", "DYNO=web.1", "PORT=5000"},
-		SlugDir:   slug,
-		WorkDir:   filepath.Join(t.TempDir(), "work"),
-		UID:       testUID,
-		GID:       testGID,
-		MemoryMB:  256,
-		CPUShares: 1024,
-		PidsLimit: 256,
+		ID:       fmt.Sprintf("test-%d-%d", os.Getpid(), n),
+		Hostname: "web.1",
+		Command:  command,
+		Env:      []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/app", "DYNO=web.1", "PORT=5000"},
+		SlugDir:  slug,
+		WorkDir:  filepath.Join(t.TempDir(), "work"),
+		UID:      testUID,
+		GID:      testGID,
+		MemoryMB: 256,
+		// The slug group.
+		AdditionalGroups: []int{testSlugGID},
+		CPUShares:        1024,
+		PidsLimit:        256,
 	}
 }
 
@@ -146,7 +146,7 @@ func TestContainerContract(t *testing.T) {
 		{"awk via alternatives", `echo a b | awk '{print $2}'`, "b", "", 0},
 		{"cannot write /usr", "touch /usr/x", "", "Read-only file system", 1},
 		{"cannot write /etc", "touch /etc/x", "", "Read-only file system", 1},
-		{"cannot change /etc/passwd", "echo x >> /etc/passwd", "", "cannot create", 2},
+		{"cannot change /etc/passwd", "echo x >> /etc/passwd", "", "/etc/passwd: Permission denied", 1}, // bash runs commands
 		{"cannot write /", "mkdir /x", "", "Read-only file system", 1},
 		{"can write /app", "echo hi > /app/new && cat /app/new && echo more >> /app/Procfile && tail -1 /app/Procfile", "hi\nmore", "", 0},
 		{"can write /tmp and /dev/shm", "echo t > /tmp/t && cat /tmp/t && echo s > /dev/shm/s", "t", "", 0},
@@ -157,7 +157,7 @@ func TestContainerContract(t *testing.T) {
 		{"nofile limit", "ulimit -n", "10000", "", 0},
 		{"binds a port on the host network", `python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print("ok")'`, "ok", "", 0},
 		{"proc/keys masked", "wc -c < /proc/keys", "0", "", 0},
-		{"proc/sys read-only", "echo 1 > /proc/sys/kernel/hostname", "", "Read-only file system", 2},
+		{"proc/sys read-only", "echo 1 > /proc/sys/kernel/hostname", "", "Read-only file system", 1},
 		{"stderr and exit status", "echo oops >&2; exit 3", "", "oops", 3},
 		{"sh -c semantics", "for i in 1 2; do echo $i; done | tr '\\n' ,", "1,2,", "", 0},
 	}

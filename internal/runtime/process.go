@@ -90,7 +90,7 @@ func (r *ProcessRuntime) start(spec Spec) (*processDyno, error) {
 	if err != nil {
 		return nil, fmt.Errorf("output pipes: %w", err)
 	}
-	cmd := exec.Command("/bin/sh", "-c", spec.Command)
+	cmd := exec.Command(commandShell(), "-c", spec.Command)
 	cmd.Dir, cmd.Env = appDir, env
 	cmd.Stdout, cmd.Stderr = pipes.stdoutW, pipes.childStderr()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -151,6 +151,9 @@ func (d *processDyno) wait(copied <-chan struct{}, pipes *outputPipes) {
 
 // Pid is the pid of the shell, also the process group id.
 func (d *processDyno) Pid() int { return d.cmd.Process.Pid }
+
+// Addr is 127.0.0.1: the process shares the host's network.
+func (d *processDyno) Addr() string { return "127.0.0.1" }
 
 // Signal sends sig to the dyno's process group.
 func (d *processDyno) Signal(sig syscall.Signal) error {

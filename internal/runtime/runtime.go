@@ -1,12 +1,21 @@
 // Package runtime runs dynos: one Procfile command of a slug, either as a Linux
 // container (runc's libcontainer used as a library: PID, mount, UTS and IPC
 // namespaces, a read-only system, the slug at /app on an overlay, cgroup limits,
-// an unprivileged user without capabilities) or, when the agent is not root, as
-// a plain process group without any isolation.
+// an unprivileged user of its own without capabilities, Docker's default
+// seccomp profile, and optionally a network namespace behind an nftables
+// firewall) or, when the agent is not root, as a plain process group without
+// any isolation.
 //
 // Binaries that import this package must call InitHook first thing in main's
 // init: libcontainer starts a container by re-executing the current binary with
-// the argument "init".
+// the argument "init". Build them with `-tags seccomp` (cgo and libseccomp
+// needed): without the tag dynos run without a seccomp filter, and
+// SeccompEnabled reports false.
+//
+// Files: runtime.go (API), container.go (libcontainer dynos), config.go (their
+// configuration and generated /etc), network.go and firewall.go (network
+// namespaces, veths, nftables), seccomp*.go, slug.go (unpacking slugs for the
+// slug group), process.go (the unisolated runtime), stats.go.
 package runtime
 
 import (
@@ -23,18 +32,22 @@ import (
 
 // Spec describes one dyno to start.
 type Spec struct {
-	ID        string    // unique dyno id (uuid); the container id and cgroup name
-	Hostname  string    // e.g. "web.1", the UTS hostname inside
-	Command   string    // run as /bin/sh -c Command, like Heroku runs Procfile commands
-	Env       []string  // the complete environment, "K=V"
-	SlugDir   string    // host dir holding the unpacked slug (read-only lower layer of /app)
-	WorkDir   string    // host dir private to this dyno (writable layer, rootfs); removed by Close
-	UID, GID  int       // unprivileged user the processes run as
-	MemoryMB  int       // memory cgroup limit (hard, no swap)
-	CPUShares int       // cgroup v1 cpu.shares
-	PidsLimit int       // pids cgroup limit; keep it >= 256
-	Stdout    io.Writer // the dyno's standard output (nil discards it)
-	Stderr    io.Writer // the dyno's standard error (nil discards it)
+	ID       string   // unique dyno id (uuid); the container id and cgroup name
+	Hostname string   // e.g. "web.1", the UTS hostname inside
+	Command  string   // run as /bin/sh -c Command, like Heroku runs Procfile commands
+	Env      []string // the complete environment, "K=V"
+	SlugDir  string   // host dir holding the unpacked slug (read-only lower layer of /app)
+	WorkDir  string   // host dir private to this dyno (writable layer, rootfs); removed by Close
+	UID, GID int      // unprivileged user the processes run as; give every running dyno its own
+	// AdditionalGroups are supplementary groups of the dyno's processes:
+	// the slug group that UnpackSlug gave the slug's files to.
+	AdditionalGroups []int
+	Port             int       // the PORT of a web dyno (0 for others): the one port the host may connect to
+	MemoryMB         int       // memory cgroup limit (hard, no swap)
+	CPUShares        int       // cgroup v1 cpu.shares
+	PidsLimit        int       // pids cgroup limit; keep it >= 256
+	Stdout           io.Writer // the dyno's standard output (nil discards it)
+	Stderr           io.Writer // the dyno's standard error (nil discards it)
 }
 
 // Result is how a dyno ended.
@@ -47,6 +60,10 @@ type Result struct {
 type Dyno interface {
 	// Pid is the host pid of the dyno's first process.
 	Pid() int
+	// Addr is the IP address the host dials to reach the dyno's PORT: the
+	// dyno's own address in its network namespace, or 127.0.0.1 when it
+	// shares the host's network.
+	Addr() string
 	// Signal sends sig to every process of the dyno, not just the first.
 	Signal(sig syscall.Signal) error
 	// Wait blocks until the first process ended and all output is copied.

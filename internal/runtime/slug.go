@@ -24,19 +24,27 @@ const (
 // which must not exist yet. Entries are taken relative to dir ("./x" and "x"
 // alike); absolute names, ".." and paths through symlinks are rejected;
 // symlinks are created as they are but never followed; devices and fifos are
-// rejected; files and dirs are owned by uid:gid (-1 keeps the owner) and keep
-// their modes without setuid/setgid. The slug is unpacked into a temporary dir
-// next to dir and renamed into place, so dir is either complete or absent. If
-// dir appeared meanwhile (a concurrent unpack of the same slug), the error
-// wraps fs.ErrExist.
-func UnpackSlug(r io.Reader, dir string, uid, gid int) error {
-	if err := unpackSlug(r, dir, uid, gid, MaxSlugBytes); err != nil {
+// rejected. Everything is owned by root and the slug group gid (-1 keeps the
+// unpacking user, for agents that are not root), and gets group permissions
+// equal to the owner's (dirs g+rwx, files g+rw, g+x when u+x), without
+// setuid/setgid: every dyno, each with a uid of its own but all in the slug
+// group, can read and change /app's files through its overlay copy-up while
+// owning none of them. The slug is unpacked into a temporary dir next to dir
+// and renamed into place, so dir is either complete or absent. If dir
+// appeared meanwhile (a concurrent unpack of the same slug), the error wraps
+// fs.ErrExist.
+func UnpackSlug(r io.Reader, dir string, gid int) error {
+	if err := unpackSlug(r, dir, gid, MaxSlugBytes); err != nil {
 		return fmt.Errorf("unpack slug into %s: %w", dir, err)
 	}
 	return nil
 }
 
-func unpackSlug(r io.Reader, dir string, uid, gid int, maxBytes int64) error {
+func unpackSlug(r io.Reader, dir string, gid int, maxBytes int64) error {
+	uid := -1
+	if gid >= 0 {
+		uid = 0
+	}
 	dir = filepath.Clean(dir)
 	if _, err := os.Lstat(dir); err == nil {
 		return fs.ErrExist
@@ -67,7 +75,7 @@ func unpackSlug(r io.Reader, dir string, uid, gid int, maxBytes int64) error {
 	if err := u.finishDirs(); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	if err := os.Chmod(tmp, 0o775); err != nil {
 		return err
 	}
 	if err := u.chown("."); err != nil {
@@ -142,7 +150,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	if err := u.parents(name); err != nil {
 		return err
 	}
-	mode := fs.FileMode(hdr.Mode).Perm()
+	mode := groupLikeOwner(fs.FileMode(hdr.Mode).Perm())
 	if hdr.Mode&0o1000 != 0 {
 		mode |= fs.ModeSticky // kept; setuid and setgid are dropped
 	}
@@ -235,6 +243,9 @@ func (u *unpacker) parents(name string) error {
 			if err := u.root.Mkdir(p, 0o755); err != nil {
 				return err
 			}
+			if err := u.root.Chmod(p, 0o775); err != nil { // umask-proof
+				return err
+			}
 			if err := u.chown(p); err != nil {
 				return err
 			}
@@ -270,6 +281,12 @@ func (u *unpacker) chown(name string) error {
 		return nil
 	}
 	return u.root.Lchown(name, u.uid, u.gid)
+}
+
+// groupLikeOwner gives the group the owner's permissions: the owner is root,
+// the dynos are the group.
+func groupLikeOwner(m fs.FileMode) fs.FileMode {
+	return m&^0o070 | (m&0o700)>>3
 }
 
 // finishDirs sets the dirs' modes and times once all their contents exist.

@@ -21,7 +21,7 @@ type tarEntry struct {
 	mode             int64
 }
 
-func makeTarball(t *testing.T, entries []tarEntry) *bytes.Buffer {
+func makeTarball(t testing.TB, entries []tarEntry) *bytes.Buffer {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -91,7 +91,7 @@ func TestUnpackSlugRejects(t *testing.T) {
 				tt.entries[i].link = strings.ReplaceAll(tt.entries[i].link, "OUTSIDE", outside)
 			}
 			dir := filepath.Join(base, "slugs", "s1")
-			err := UnpackSlug(makeTarball(t, tt.entries), dir, -1, -1)
+			err := UnpackSlug(makeTarball(t, tt.entries), dir, -1)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
 			}
@@ -113,9 +113,9 @@ func TestUnpackSlugRejects(t *testing.T) {
 }
 
 func TestUnpackSlugKeepsGoodFiles(t *testing.T) {
-	uid, gid := -1, -1
+	gid := -1
 	if os.Geteuid() == 0 {
-		uid, gid = testUID, testGID
+		gid = testSlugGID
 	}
 	entries := []tarEntry{
 		{name: "./", typ: tar.TypeDir, mode: 0o755},
@@ -133,7 +133,7 @@ func TestUnpackSlugKeepsGoodFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "slug")
 	// Without root, the 0555 dir would stop TempDir's removal.
 	t.Cleanup(func() { _ = os.Chmod(filepath.Join(dir, "ro"), 0o755) })
-	if err := UnpackSlug(makeTarball(t, entries), dir, uid, gid); err != nil {
+	if err := UnpackSlug(makeTarball(t, entries), dir, gid); err != nil {
 		t.Fatal(err)
 	}
 	checks := []struct {
@@ -142,14 +142,16 @@ func TestUnpackSlugKeepsGoodFiles(t *testing.T) {
 		body string
 		link string
 	}{
-		{"Procfile", 0o644, "web: bin/web --new\n", ""},
-		{"bin/web", 0o755, "#!/bin/sh\n", ""},
-		{"bin/suid", 0o755, "x", ""},
+		{".", fs.ModeDir | 0o775, "", ""},
+		{"Procfile", 0o664, "web: bin/web --new\n", ""},
+		{"bin", fs.ModeDir | 0o775, "", ""}, // created as a parent
+		{"bin/web", 0o775, "#!/bin/sh\n", ""},
+		{"bin/suid", 0o775, "x", ""},
 		{"ro", fs.ModeDir | 0o555, "", ""},
 		{"ro/file", 0o444, "ro", ""},
 		{"web-link", fs.ModeSymlink | 0o777, "", "bin/web"},
 		{"abs-link", fs.ModeSymlink | 0o777, "", "/app/bin/web"},
-		{"hard", 0o644, "web: bin/web\n", ""},
+		{"hard", 0o664, "web: bin/web\n", ""},
 		{"tmp", fs.ModeDir | fs.ModeSticky | 0o777, "", ""},
 	}
 	for _, c := range checks {
@@ -162,9 +164,9 @@ func TestUnpackSlugKeepsGoodFiles(t *testing.T) {
 		if fi.Mode() != c.mode {
 			t.Errorf("%s: mode %v, want %v", c.name, fi.Mode(), c.mode)
 		}
-		if uid >= 0 {
-			if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || int(st.Gid) != gid {
-				t.Errorf("%s: owner %d:%d, want %d:%d", c.name, st.Uid, st.Gid, uid, gid)
+		if gid >= 0 {
+			if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || int(st.Gid) != gid {
+				t.Errorf("%s: owner %d:%d, want 0:%d", c.name, st.Uid, st.Gid, gid)
 			}
 		}
 		if c.body != "" {
@@ -182,7 +184,7 @@ func TestUnpackSlugKeepsGoodFiles(t *testing.T) {
 		}
 	}
 	// Unpacking again into the same dir reports that it exists.
-	err := UnpackSlug(makeTarball(t, entries), dir, uid, gid)
+	err := UnpackSlug(makeTarball(t, entries), dir, gid)
 	if !errors.Is(err, fs.ErrExist) {
 		t.Errorf("second unpack: %v, want fs.ErrExist", err)
 	}
@@ -191,7 +193,7 @@ func TestUnpackSlugKeepsGoodFiles(t *testing.T) {
 func TestUnpackSlugSizeLimit(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "slug")
 	tarball := makeTarball(t, []tarEntry{{name: "a", body: strings.Repeat("x", 600)}, {name: "b", body: strings.Repeat("y", 600)}})
-	err := unpackSlug(tarball, dir, -1, -1, 1000)
+	err := unpackSlug(tarball, dir, -1, 1000)
 	if err == nil || !strings.Contains(err.Error(), "larger than 1000 bytes") {
 		t.Fatalf("error %v, want a size error", err)
 	}

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"hash/fnv"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -44,6 +45,9 @@ type Config struct {
 	ProcessRuntime bool
 	// HostMemoryMB is the memory this host offers dynos; the machine's when 0.
 	HostMemoryMB int
+	// DynoNetwork is the IPv4 range dynos' addresses come from, one /30
+	// each; a /16 chosen from the host ID when empty.
+	DynoNetwork string
 	// CrashBackoffScale scales Heroku's crash cool-offs (1 = 20 min after
 	// the second crash; 0.01 = 12 s).
 	CrashBackoffScale float64
@@ -205,6 +209,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	stopManifold()
 	stopAgent()
+	if sd, ok := rt.(interface{ Shutdown(context.Context) error }); ok {
+		if err := sd.Shutdown(context.Background()); err != nil {
+			log.Warn("remove the dyno firewall", "err", err)
+		}
+	}
 	stopHTTP()
 	stopAPI()
 	stopRouterWatch()
@@ -217,12 +226,26 @@ func Run(ctx context.Context, cfg Config) error {
 // unisolated process runtime otherwise.
 func newRuntime(cfg Config, dataDir, hostID string, log *slog.Logger) (agent.Runtime, error) {
 	if os.Geteuid() == 0 && !cfg.ProcessRuntime {
+		subnet := cfg.DynoNetwork
+		if subnet == "" {
+			subnet = defaultDynoNetwork(hostID)
+		}
 		rt, err := runtime.NewContainerRuntime(runtime.ContainerConfig{
 			StateDir:     filepath.Join("/run/dyno", hostID),
 			CgroupParent: "dyno",
+			Network: runtime.NetworkConfig{
+				Enabled: true,
+				Subnet:  subnet,
+				// One table per host agent: two platforms on one machine
+				// (make run beside make test) keep out of each other's way.
+				Table: "dyno_" + strings.TrimPrefix(hostID, "host-"),
+			},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("container runtime: %w", err)
+		}
+		if !runtime.SeccompEnabled() {
+			log.Warn("this dyno binary was built without seccomp: dynos run without a syscall filter. Build it with `make build` (needs libseccomp-dev).")
 		}
 		return rt, nil
 	}
@@ -230,6 +253,14 @@ func newRuntime(cfg Config, dataDir, hostID string, log *slog.Logger) (agent.Run
 	log.Warn("NOT ISOLATED: dynos run as plain processes of this user, with no containers, no memory limit and no protection from each other. Run `dyno server` as root for isolated dynos.")
 	log.Warn(strings.Repeat("!", 72))
 	return runtime.NewProcessRuntime(runtime.ProcessConfig{StateDir: filepath.Join(dataDir, "processes")})
+}
+
+// defaultDynoNetwork picks one of 64 /16s in 10.128.0.0/10 from the host
+// ID, so that platforms sharing a machine rarely share a range.
+func defaultDynoNetwork(hostID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(hostID))
+	return fmt.Sprintf("10.%d.0.0/16", 128+h.Sum32()%64)
 }
 
 // secret reads a secret file, creating it (mode 0600) with a new random

@@ -64,6 +64,7 @@ type Platform struct {
 	APIURL  string
 	APIKey  string
 	HTTPURL string // the router, http://127.0.0.1:port
+	NATS    string // the embedded NATS server's address, 127.0.0.1:port
 	Domain  string
 
 	args []string
@@ -81,10 +82,11 @@ func Start(t testing.TB, bin string) *Platform {
 		t: t, Bin: bin, DataDir: filepath.Join(t.TempDir(), "data"), Domain: "localhost",
 		APIURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
 		HTTPURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		NATS:    fmt.Sprintf("127.0.0.1:%d", ports[2]),
 	}
 	p.args = []string{"server", "--data-dir", p.DataDir,
 		"--api", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--http", fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[2]), "--domain", p.Domain}
+		"--nats-listen", p.NATS, "--domain", p.Domain}
 	p.start()
 	t.Cleanup(func() { p.Stop(45 * time.Second) })
 	return p

@@ -48,7 +48,7 @@ func probeApp(t *testing.T, marker string) string {
 			t.Fatal(err)
 		}
 	}
-	write("probe.py", `import http.server, json, os, sys, urllib.parse
+	write("probe.py", `import http.server, json, os, socket, struct, sys, urllib.parse
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def answer(self, obj):
@@ -71,9 +71,23 @@ class H(http.server.BaseHTTPRequestHandler):
                 with open(p) as f: return self.answer({'ok': True, 'data': f.read()})
             except Exception as e:
                 return self.answer({'ok': False, 'error': str(e)})
+        if u.path == '/connect':
+            addr = q['addr'].replace('self', '127.0.0.1:' + os.environ['PORT'])
+            host, port = addr.rsplit(':', 1)
+            if host == 'gateway':
+                with open('/proc/net/route') as f:
+                    for line in f.readlines()[1:]:
+                        fields = line.split()
+                        if fields[1] == '00000000':
+                            host = socket.inet_ntoa(struct.pack('<L', int(fields[2], 16)))
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+                return self.answer({'ok': True, 'data': host})
+            except Exception as e:
+                return self.answer({'ok': False, 'error': str(e), 'data': host})
         if u.path == '/exists':
             return self.answer({'exists': os.path.exists(p)})
-        self.answer({'dyno': os.environ.get('DYNO'), 'greeting': os.environ.get('GREETING'), 'uid': os.getuid(),
+        self.answer({'port': os.environ.get('PORT'), 'dyno': os.environ.get('DYNO'), 'greeting': os.environ.get('GREETING'), 'uid': os.getuid(),
                      'home': os.environ.get('HOME'), 'cwd': os.getcwd(), 'headers': dict(self.headers.items())})
 class S(http.server.ThreadingHTTPServer):
     daemon_threads = True
@@ -93,6 +107,7 @@ while True:
 
 type probeAnswer struct {
 	Dyno     string            `json:"dyno"`
+	Port     string            `json:"port"`
 	Greeting string            `json:"greeting"`
 	UID      int               `json:"uid"`
 	Home     string            `json:"home"`
@@ -209,6 +224,38 @@ func TestEndToEnd(t *testing.T) {
 		if e, _ := p.probe(t, app, "/exists?path="+p.DataDir); e.Exists {
 			t.Errorf("a dyno can see the platform's data dir %s", p.DataDir)
 		}
+		// Dynos cannot reach the platform: NATS and the API listen on the
+		// host's loopback; the host is also the dyno's gateway.
+		natsPort, apiPort := p.NATS[strings.LastIndex(p.NATS, ":")+1:], p.APIURL[strings.LastIndex(p.APIURL, ":")+1:]
+		// The probe can connect at all: to its own port.
+		if c, err := p.probe(t, app, "/connect?addr=self"); err != nil || !c.OK {
+			t.Fatalf("a dyno cannot connect to its own port (%v, %+v): the checks below would prove nothing", err, c)
+		}
+		for _, target := range []string{"127.0.0.1:" + natsPort, "127.0.0.1:" + apiPort, "gateway:" + natsPort, "gateway:" + apiPort} {
+			c, err := p.probe(t, app, "/connect?addr="+target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.OK {
+				t.Errorf("a dyno connected to %s (%s): dynos must not reach the platform's ports", target, c.Data)
+			}
+			t.Logf("dyno -> %s (%s): %s", target, c.Data, c.Error)
+		}
+		// Every dyno has a user of its own.
+		uids := map[int]string{}
+		for i := 0; i < 60 && len(uids) < 3; i++ {
+			a, err := p.probe(t, app, "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if other, ok := uids[a.UID]; ok && other != a.Dyno {
+				t.Fatalf("%s and %s run as the same uid %d", a.Dyno, other, a.UID)
+			}
+			uids[a.UID] = a.Dyno
+		}
+		if len(uids) < 3 {
+			t.Errorf("saw uids %v from 3 dynos, want 3 different ones", uids)
+		}
 		// Every dyno writes its name to a file in /app and in /tmp. If any
 		// two shared a file system, one would read the other's name.
 		for _, dir := range []string{"/app", "/tmp"} {
@@ -271,6 +318,17 @@ func TestEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
+		// The new release's dynos start from the slug: what the old ones
+		// wrote to /app is gone.
+		for range 9 {
+			r, err := p.probe(t, app, "/read?path=/app/owner-"+marker)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.OK {
+				t.Fatalf("%s of the new release found %q left by an earlier dyno in /app", r.Dyno, r.Data)
+			}
+		}
 		if out := p.MustCLI("releases", "-a", app); !strings.Contains(out, "v2") {
 			t.Errorf("releases does not list v2:\n%s", out)
 		}
@@ -349,3 +407,4 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 }
+

@@ -407,4 +407,3 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 }
-

@@ -6,11 +6,11 @@ package server
 
 import (
 	"context"
-	"hash/fnv"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -435,16 +436,36 @@ func TestLogSessions(t *testing.T) {
 	t.Run("tail with zero lines shows only new ones", func(t *testing.T) {
 		var ls map[string]any
 		e.must(201, "POST", "/apps/logs/log-sessions", map[string]any{"tail": true, "lines": 0}, &ls)
-		resp := e.raw("GET", ls["logplex_url"].(string), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", ls["logplex_url"].(string), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer resp.Body.Close()
+		// The tail takes its backlog after the headers are out: publish
+		// until a line arrives; the first must be new, not history.
+		stopped := make(chan struct{})
+		defer func() { cancel(); <-stopped }()
+		go func() {
+			defer close(stopped)
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+					e.logs.Publish(app.ID, model.LogLine{Time: base, Source: model.SourceHeroku, Dyno: "router", Message: "fresh"})
+				}
+			}
+		}()
 		sc := bufio.NewScanner(resp.Body)
-		// The stream's headers are out once raw returns, and the tail
-		// reads the backlog before it delivers: publish once it is open.
-		e.logs.Publish(app.ID, model.LogLine{Time: base, Source: model.SourceHeroku, Dyno: "router", Message: "fresh"})
 		for sc.Scan() {
 			if rest, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
 				if !strings.HasSuffix(rest, "heroku[router]: fresh") {
-					t.Fatalf("first line %q, want only the new line", rest)
+					t.Fatalf("first line %q, want only new lines", rest)
 				}
 				return
 			}

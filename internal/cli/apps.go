@@ -65,16 +65,12 @@ func (s *session) appsCreateCommand() *cobra.Command {
 			if asJSON {
 				return s.printRaw(cmd.Context(), c, appPath(app.Name))
 			}
-			urls := []string{}
-			for _, u := range []string{app.WebURL, app.GitURL} {
-				if u != "" {
-					urls = append(urls, u)
-				}
+			// Only the web URL: the API's git_url takes no pushes yet.
+			out := app.WebURL
+			if out == "" {
+				out = app.Name
 			}
-			if len(urls) == 0 {
-				urls = append(urls, app.Name)
-			}
-			fmt.Fprintln(s.stdout, strings.Join(urls, " | "))
+			fmt.Fprintln(s.stdout, out)
 			return nil
 		},
 	}
@@ -122,11 +118,11 @@ func (s *session) appsInfoCommand() *cobra.Command {
 		if a.ReleaseVersion > 0 {
 			release = fmt.Sprintf("v%d", a.ReleaseVersion)
 		}
-		fields := [][2]string{{"Dynos", strings.Join(dynoSummary, ", ")}}
-		if a.GitURL != "" {
-			fields = append(fields, [2]string{"Git URL", a.GitURL})
+		// No Git URL: the API's git_url takes no pushes yet.
+		fields := [][2]string{
+			{"Dynos", strings.Join(dynoSummary, ", ")},
+			{"Maintenance", fmt.Sprint(a.Maintenance)},
 		}
-		fields = append(fields, [2]string{"Maintenance", fmt.Sprint(a.Maintenance)})
 		if a.Owner != nil && a.Owner.Email != "" {
 			fields = append(fields, [2]string{"Owner", a.Owner.Email})
 		}

@@ -90,12 +90,15 @@ func (s *session) run(ctx context.Context, args []string) int {
 
 func (s *session) rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "dyno",
-		Short:         "Dyno: a self-hosted dyno platform",
-		Long:          "Dyno runs apps as dynos. The CLI reads DYNO_API_URL, DYNO_API_KEY (or the stored `dyno login`) and DYNO_APP.",
+		Use:   "dyno",
+		Short: "Dyno: a self-hosted dyno platform",
+		Long: "Dyno runs apps as dynos. `dyno server` starts the platform; every other command is the CLI,\n" +
+			"which reads DYNO_API_URL, DYNO_API_KEY (or the stored `dyno login`) and DYNO_APP.",
+		Version:       Version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	root.SetVersionTemplate(versionLine() + "\n")
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(
 		s.appsCommand(), s.appsCreateCommand(), s.appsInfoCommand(), s.appsDestroyCommand(),
@@ -104,9 +107,26 @@ func (s *session) rootCommand() *cobra.Command {
 		s.logsCommand(),
 		s.configCommand(), s.configGetCommand(), s.configSetCommand(), s.configUnsetCommand(),
 		s.releasesCommand(), s.releasesInfoCommand(),
-		s.loginCommand(), s.logoutCommand(), s.versionCommand(),
+		s.loginCommand(), s.logoutCommand(), s.versionCommand(), serverCommand(),
 	)
 	return root
+}
+
+// serverCommand only documents `dyno server` in the help: the dyno binary
+// runs the server before the CLI ever sees its arguments (its flags are
+// the standard library's, not cobra's).
+func serverCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "server [flags]",
+		Short: "start the platform: API, scheduler, dyno host and router (`dyno server --help` lists its flags)",
+		Long: "dyno server starts the whole platform on this machine: the Platform API, the scheduler, a host\n" +
+			"agent that runs dynos, and the HTTP router. Its flags (--data-dir, --api, --http, --domain, ...)\n" +
+			"are listed by `dyno server --help`.",
+		DisableFlagParsing: true,
+		RunE: func(*cobra.Command, []string) error {
+			return errors.New("`dyno server` is run by the dyno binary itself, not by the CLI: start it with the dyno command")
+		},
+	}
 }
 
 // describe turns an error into the one line a user reads after "Error: ".
@@ -123,11 +143,11 @@ func (s *session) describe(err error) string {
 	}
 	var apiErr *client.Error
 	if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusUnauthorized {
-		msg := strings.TrimSuffix(err.Error(), ".")
+		// The API's message speaks of headers; the user needs a key.
 		if !s.hasKey {
-			return msg + ": no API key given: run `dyno login` or set DYNO_API_KEY"
+			return "no API key: run `dyno login` or set DYNO_API_KEY"
 		}
-		return msg + ": check the API key (`dyno login` or DYNO_API_KEY)"
+		return "the API key was refused: check DYNO_API_KEY or run `dyno login`"
 	}
 	return err.Error()
 }
@@ -272,8 +292,13 @@ func (s *session) versionCommand() *cobra.Command {
 		Short: "show the CLI's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(s.stdout, "dyno-cli/%s %s-%s %s\n", Version, runtime.GOOS, runtime.GOARCH, runtime.Version())
+			_, err := fmt.Fprintln(s.stdout, versionLine())
 			return err
 		},
 	}
+}
+
+// versionLine is what `dyno version` and `dyno --version` print.
+func versionLine() string {
+	return fmt.Sprintf("dyno-cli/%s %s-%s %s", Version, runtime.GOOS, runtime.GOARCH, runtime.Version())
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -39,7 +40,9 @@ func TestErrors(t *testing.T) {
 		{name: "unreachable", env: map[string]string{"DYNO_API_URL": dead}, args: []string{"apps"},
 			wantStderr: "Error: cannot reach the Dyno API at " + dead + ": is `dyno server` running?\n"},
 		{name: "unauthorized without key", env: map[string]string{"DYNO_API_KEY": ""}, args: []string{"apps"},
-			wantStderr: "Error: Invalid credentials provided: no API key given: run `dyno login` or set DYNO_API_KEY\n"},
+			wantStderr: "Error: no API key: run `dyno login` or set DYNO_API_KEY\n"},
+		{name: "unauthorized with a wrong key", env: map[string]string{"DYNO_API_KEY": "wrong"}, args: []string{"apps"},
+			wantStderr: "Error: the API key was refused: check DYNO_API_KEY or run `dyno login`\n"},
 		{name: "unknown command", args: []string{"frobnicate"}, wantStderr: "Error: unknown command \"frobnicate\" for \"dyno\"\n"},
 		{name: "destroy without confirm", args: []string{"apps:destroy", "hello"},
 			wantStderr: "Error: this destroys hello with its dynos, releases and config vars, for good: to proceed, run again with --confirm hello\n"},
@@ -110,7 +113,7 @@ func TestLogin(t *testing.T) {
 		{name: "flags", args: []string{"login", "--api-url", api.URL, "--api-key", "good"}},
 		{name: "prompts", env: map[string]string{"STDIN": api.URL + "\ngood\n"}, args: []string{"login"}},
 		{name: "prompt default URL", env: map[string]string{"STDIN": "\ngood\n", "DYNO_API_URL": api.URL}, args: []string{"login"}},
-		{name: "bad key", args: []string{"login", "--api-url", api.URL, "--api-key", "bad"}, wantErr: "Invalid credentials provided: check the API key"},
+		{name: "bad key", args: []string{"login", "--api-url", api.URL, "--api-key", "bad"}, wantErr: "Error: the API key was refused: check DYNO_API_KEY or run `dyno login`\n"},
 		{name: "no answer", env: map[string]string{"STDIN": ""}, args: []string{"login"}, wantErr: "no answer on stdin"},
 	}
 	for _, tc := range tests {
@@ -154,11 +157,18 @@ func TestLogin(t *testing.T) {
 	}
 }
 
-func TestVersion(t *testing.T) {
-	r := run(t, nil, nil, "version")
+func TestVersionAndHelp(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		r := run(t, nil, nil, args...)
+		wantOK(t, r)
+		if !strings.HasPrefix(r.stdout, "dyno-cli/"+Version+" ") || strings.Count(r.stdout, "\n") != 1 {
+			t.Errorf("%v printed %q, want one line starting dyno-cli/%s", args, r.stdout, Version)
+		}
+	}
+	r := run(t, nil, nil, "help")
 	wantOK(t, r)
-	if !strings.HasPrefix(r.stdout, "dyno-cli/"+Version+" ") {
-		t.Errorf("version printed %q", r.stdout)
+	if !regexp.MustCompile(`(?m)^  server +start the platform`).MatchString(r.stdout) {
+		t.Errorf("help does not list server:\n%s", r.stdout)
 	}
 }
 

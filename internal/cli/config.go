@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -105,11 +106,19 @@ func (s *session) configSetCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		vars, err := c.SetConfigVars(cmd.Context(), name, changes)
+		vars, err := c.ConfigVars(cmd.Context(), name)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(s.stderr, "Setting %s and restarting %s... done%s\n", strings.Join(keys, ", "), name, s.latestRelease(cmd.Context(), c, name))
+		if !changesAnything(vars, changes) {
+			// The API makes no release for this: say so, not "restarting".
+			fmt.Fprintf(s.stderr, "%s already %s on %s; nothing changed\n", strings.Join(keys, ", "), plural(len(keys), "has that value", "have those values"), name)
+		} else {
+			if vars, err = c.SetConfigVars(cmd.Context(), name, changes); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.stderr, "Setting %s and restarting %s... done%s\n", strings.Join(keys, ", "), name, s.latestRelease(cmd.Context(), c, name))
+		}
 		set := map[string]string{}
 		for _, k := range keys {
 			set[k] = vars[k]
@@ -136,13 +145,48 @@ func (s *session) configUnsetCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		vars, err := c.ConfigVars(cmd.Context(), name)
+		if err != nil {
+			return err
+		}
+		var present []string
+		for _, k := range keys {
+			if _, ok := vars[k]; ok && !slices.Contains(present, k) {
+				present = append(present, k)
+			}
+		}
+		if len(present) == 0 {
+			// The API makes no release for this: say so, not "restarting".
+			fmt.Fprintf(s.stderr, "%s %s not set on %s; nothing changed\n", strings.Join(keys, ", "), plural(len(keys), "is", "are"), name)
+			return nil
+		}
 		if _, err := c.SetConfigVars(cmd.Context(), name, changes); err != nil {
 			return err
 		}
-		fmt.Fprintf(s.stderr, "Unsetting %s and restarting %s... done%s\n", strings.Join(keys, ", "), name, s.latestRelease(cmd.Context(), c, name))
+		fmt.Fprintf(s.stderr, "Unsetting %s and restarting %s... done%s\n", strings.Join(present, ", "), name, s.latestRelease(cmd.Context(), c, name))
 		return nil
 	}
 	return cmd
+}
+
+// changesAnything reports whether applying changes (nil: remove) to vars
+// would change them, which is when the API makes a new release.
+func changesAnything(vars map[string]string, changes map[string]*string) bool {
+	for k, v := range changes {
+		old, had := vars[k]
+		if v == nil && had || v != nil && (!had || old != *v) {
+			return true
+		}
+	}
+	return false
+}
+
+// plural picks one or many by n.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // latestRelease is ", v7" for the app's newest release, or "" if that cannot

@@ -37,6 +37,11 @@ func TestConfigAndReleases(t *testing.T) {
 		{[]string{"config:get", "NOPE"}, "\n", ""},
 		{[]string{"config:set", "GREETING=hi"}, "GREETING: hi\n", "Setting GREETING and restarting hello... done, v3\n"},
 		{[]string{"config:unset", "GREETING"}, "", "Unsetting GREETING and restarting hello... done, v3\n"},
+		{[]string{"config:unset", "GREETING", "NOPE"}, "", "Unsetting GREETING and restarting hello... done, v3\n"},
+		{[]string{"config:unset", "NOPE"}, "", "NOPE is not set on hello; nothing changed\n"},
+		{[]string{"config:unset", "NOPE", "NADA"}, "", "NOPE, NADA are not set on hello; nothing changed\n"},
+		{[]string{"config:set", "GREETING=hi there"}, "GREETING: hi there\n", "GREETING already has that value on hello; nothing changed\n"},
+		{[]string{"config:set", "GREETING=hi there", "Q=it's"}, "GREETING: hi there\nQ:        it's\n", "GREETING, Q already have those values on hello; nothing changed\n"},
 		{[]string{"releases"}, "=== hello Releases - Current: v3\n" +
 			"v3  Set GREETING config vars  admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n" +
 			"v2  Deploy 1a2b3c4d           admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n" +
@@ -51,6 +56,12 @@ func TestConfigAndReleases(t *testing.T) {
 			wantOK(t, r)
 			if r.stdout != tc.wantStdout || r.stderr != tc.wantStderr {
 				t.Errorf("stdout %q\nwant   %q\nstderr %q\nwant   %q", r.stdout, tc.wantStdout, r.stderr, tc.wantStderr)
+			}
+			// Nothing to change, nothing sent: the API would make no release.
+			changing := tc.args[0] == "config:set" || tc.args[0] == "config:unset"
+			nothing := strings.Contains(tc.wantStderr, "nothing changed")
+			if patches := api.requests(http.MethodPatch, ""); changing && nothing != (len(patches) == 0) {
+				t.Errorf("sent %d PATCH requests; nothing to change: %v", len(patches), nothing)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,8 +59,9 @@ func (s *session) deployCommand() *cobra.Command {
 			return err
 		}
 		fmt.Fprintf(s.stderr, "Building %s (build %s)...\n", name, build.ID)
+		out := &tailWriter{w: s.stdout}
 		if build.OutputStreamURL != "" {
-			if err := s.copyOutput(ctx, c, build.OutputStreamURL); err != nil {
+			if err := s.copyOutput(ctx, c, build.OutputStreamURL, out); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -80,10 +82,45 @@ func (s *session) deployCommand() *cobra.Command {
 		} else if a, err := c.App(ctx, name); err == nil {
 			version = a.ReleaseVersion
 		}
-		fmt.Fprintf(s.stdout, "Released v%d\n", version)
+		// The build's output names the release as Heroku's does; say it
+		// only if that line never came (an older API, a cut stream).
+		if !out.saidReleased(version) {
+			fmt.Fprintf(s.stdout, "Released v%d\n", version)
+		}
 		return nil
 	}
 	return cmd
+}
+
+// tailWriter passes build output through and keeps its last bytes, to
+// tell whether the output already announced the release.
+type tailWriter struct {
+	w    io.Writer
+	tail []byte
+}
+
+// tailKeep is how much of the output's end is kept: the release line is
+// among the last few of a build's output.
+const tailKeep = 4 << 10
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.tail = append(t.tail, p...)
+	if over := len(t.tail) - tailKeep; over > 0 {
+		t.tail = append(t.tail[:0], t.tail[over:]...)
+	}
+	return t.w.Write(p)
+}
+
+// saidReleased reports whether a line of the output's end reads
+// "Released v<version>" (indented, as the build prints it).
+func (t *tailWriter) saidReleased(version int) bool {
+	want := fmt.Sprintf("Released v%d", version)
+	for _, line := range strings.Split(string(t.tail), "\n") {
+		if strings.TrimSpace(line) == want {
+			return true
+		}
+	}
+	return false
 }
 
 // checkSourceDir fails before any upload when dir cannot be an app: not a
@@ -149,14 +186,14 @@ func (s *session) upload(ctx context.Context, c *client.Client, dir string) (str
 	return src.SourceBlob.GetURL, nil
 }
 
-// copyOutput streams the build's output to stdout as it arrives.
-func (s *session) copyOutput(ctx context.Context, c *client.Client, url string) error {
+// copyOutput streams the build's output to w as it arrives.
+func (s *session) copyOutput(ctx context.Context, c *client.Client, url string, w io.Writer) error {
 	body, err := c.StreamOutput(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	_, err = io.Copy(s.stdout, body)
+	_, err = io.Copy(w, body)
 	return err
 }
 

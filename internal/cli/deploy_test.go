@@ -31,7 +31,7 @@ type deployAPI struct {
 	uploadErr     error
 }
 
-func newDeployAPI(t *testing.T, status string) *deployAPI {
+func newDeployAPI(t *testing.T, status string, extraOutput ...string) *deployAPI {
 	d := &deployAPI{fakeAPI: newFakeAPI(t)}
 	d.handle("GET /apps/{app}", http.StatusOK, appJSON("hello", 0))
 	d.mux.HandleFunc("POST /sources", func(w http.ResponseWriter, r *http.Request) {
@@ -57,6 +57,9 @@ func newDeployAPI(t *testing.T, status string) *deployAPI {
 		fmt.Fprintln(w, "-----> Reading Procfile")
 		w.(http.Flusher).Flush()
 		fmt.Fprintln(w, "-----> Build "+status)
+		for _, l := range extraOutput {
+			fmt.Fprintln(w, l)
+		}
 	})
 	done := map[string]any{}
 	for k, v := range build {
@@ -171,6 +174,20 @@ func TestDeploy(t *testing.T) {
 	}
 	if puts := api.requests(http.MethodPut, "/sources/s1"); len(puts) != 1 || puts[0].Header.Get("Authorization") != "" {
 		t.Errorf("upload requests %+v, want one without Authorization", puts)
+	}
+}
+
+// TestDeployReleasedOnce checks "Released v1" is printed once when the
+// build's output already says it, as the API's builds do.
+func TestDeployReleasedOnce(t *testing.T) {
+	api := newDeployAPI(t, "succeeded", "-----> Launching...", "       Released v1", "       http://hello.localhost:8080/ deployed to Dyno")
+	r := run(t, api.fakeAPI, nil, "deploy", makeApp(t, true), "-a", "hello")
+	wantOK(t, r)
+	if n := strings.Count(r.stdout, "Released v1"); n != 1 {
+		t.Errorf("stdout says Released v1 %d times, want once:\n%s", n, r.stdout)
+	}
+	if !strings.HasSuffix(r.stdout, "deployed to Dyno\n") {
+		t.Errorf("stdout %q, want the build output's end last", r.stdout)
 	}
 }
 

@@ -132,7 +132,7 @@ func wantOK(t *testing.T, r result) {
 func appJSON(name string, release int) map[string]any {
 	return map[string]any{
 		"id": "app-id-" + name, "name": name, "maintenance": false,
-		"git_url": "", "web_url": "http://" + name + ".localhost:8080/",
+		"git_url": "http://127.0.0.1:5000/" + name + ".git", "web_url": "http://" + name + ".localhost:8080/",
 		"release_version": release, "created_at": "2026-11-26T13:00:00Z", "updated_at": "2026-11-26T13:00:00Z",
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,44 @@ func logsAPI(t *testing.T, body string) *fakeAPI {
 		}
 	})
 	return api
+}
+
+func TestLogsLines(t *testing.T) {
+	tests := []struct {
+		args      []string
+		wantLines float64
+	}{
+		{[]string{"logs"}, 100},
+		{[]string{"logs", "-n", "0"}, 0},       // no history
+		{[]string{"logs", "-n", "5000"}, 5000}, // the API caps it
+		{[]string{"logs", "-n", "0", "-t"}, 0}, // only new lines
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			api := logsAPI(t, "")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if slices.Contains(tc.args, "-t") {
+				stopped := make(chan struct{})
+				defer func() { cancel(); <-stopped }()
+				go func() { // a tail ends with Ctrl-C, once it streams
+					defer close(stopped)
+					for len(api.requests(http.MethodGet, "/log-sessions/ls1")) == 0 && ctx.Err() == nil {
+						time.Sleep(10 * time.Millisecond)
+					}
+					cancel()
+				}()
+			}
+			wantOK(t, runCtx(t, ctx, api, nil, nil, append(tc.args, "-a", "hello")...))
+			var body map[string]any
+			if err := json.Unmarshal([]byte(api.requests(http.MethodPost, "/apps/hello/log-sessions")[0].Body), &body); err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := body["lines"]; !ok || got != tc.wantLines {
+				t.Errorf("lines sent %v (present %v), want %v", got, ok, tc.wantLines)
+			}
+		})
+	}
 }
 
 func TestLogs(t *testing.T) {

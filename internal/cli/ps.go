@@ -304,22 +304,30 @@ type waitProgress struct {
 
 func (p waitProgress) done() bool { return p.up == p.total && p.others == 0 }
 
+// waitView is a waitProgress with the dynos behind it.
+type waitView struct {
+	waitProgress
+	notUp   []string      // "web.1 crashed", "web.3 down (v2)": what keeps the wait going
+	missing int           // dynos the formation wants that do not exist yet
+	crashed []client.Dyno // crashed dynos of the current release
+}
+
 // progress measures, for the app's current release, the dynos up with that
 // release and their formation's size against the formation's quantity of the
 // types the release runs. Any other dyno still listed (an old release's, one
 // being replaced or stopped, a crashed one) means the app is not there yet.
-func progress(ctx context.Context, c *client.Client, app, onlyType string) (waitProgress, error) {
+func progress(ctx context.Context, c *client.Client, app, onlyType string) (waitView, error) {
 	a, err := c.App(ctx, app)
 	if err != nil {
-		return waitProgress{}, err
+		return waitView{}, err
 	}
-	p := waitProgress{version: a.ReleaseVersion}
-	if p.version == 0 {
-		return p, fmt.Errorf("%s has no release yet: deploy it first (dyno deploy DIR -a %s)", app, app)
+	v := waitView{waitProgress: waitProgress{version: a.ReleaseVersion}}
+	if v.version == 0 {
+		return v, fmt.Errorf("%s has no release yet: deploy it first (dyno deploy DIR -a %s)", app, app)
 	}
 	formation, err := c.Formation(ctx, app)
 	if err != nil {
-		return p, err
+		return v, err
 	}
 	// A type the release's Procfile lacks runs nothing; the API shows it
 	// without a command, unless it shows no commands at all.
@@ -333,25 +341,52 @@ func progress(ctx context.Context, c *client.Client, app, onlyType string) (wait
 			continue
 		}
 		sizes[f.Type] = f.SizeName()
-		p.total += f.Quantity
+		v.total += f.Quantity
 	}
 	dynos, err := c.Dynos(ctx, app)
 	if err != nil {
-		return p, err
+		return v, err
 	}
+	current := 0 // dynos of the current release and a counted type
 	for _, d := range dynos {
 		if isOneOff(d) || (onlyType != "" && d.Type != onlyType) {
 			continue
 		}
 		size, counted := sizes[d.Type]
 		sameSize := size == "" || d.Size == "" || strings.EqualFold(size, d.Size)
-		if counted && sameSize && d.State == "up" && d.Release.Version == p.version {
-			p.up++
-		} else {
-			p.others++
+		ofRelease := d.Release.Version == v.version
+		if counted && ofRelease {
+			current++
+		}
+		if counted && sameSize && d.State == "up" && ofRelease {
+			v.up++
+			continue
+		}
+		v.others++
+		what := d.Name + " " + d.State
+		if !ofRelease {
+			what += fmt.Sprintf(" (v%d)", d.Release.Version)
+		}
+		v.notUp = append(v.notUp, what)
+		if ofRelease && d.State == "crashed" {
+			v.crashed = append(v.crashed, d)
 		}
 	}
-	return p, nil
+	v.missing = max(0, v.total-current)
+	return v, nil
+}
+
+// timeoutError says how long ps:wait waited and what was still not up.
+func timeoutError(timeout time.Duration, v waitView) error {
+	msg := fmt.Sprintf("timed out after %s waiting for every dyno to be running v%d (%d / %d up)", timeout, v.version, v.up, v.total)
+	still := append([]string(nil), v.notUp...)
+	if v.missing > 0 {
+		still = append(still, fmt.Sprintf("%d not started yet", v.missing))
+	}
+	if len(still) > 0 {
+		msg += ": " + strings.Join(still, ", ")
+	}
+	return errors.New(msg)
 }
 
 func (s *session) psWaitCommand() *cobra.Command {
@@ -371,25 +406,39 @@ func (s *session) psWaitCommand() *cobra.Command {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), time.Duration(timeout))
 		defer cancel()
-		var last waitProgress
+		var last waitView
 		shown := false
+		told := map[string]bool{} // crashed dynos (by ID) already reported
 		for {
-			p, err := progress(ctx, c, name, onlyType)
+			v, err := progress(ctx, c, name, onlyType)
 			if err != nil {
 				if ctx.Err() == context.DeadlineExceeded && cmd.Context().Err() == nil {
-					return fmt.Errorf("timed out after %s waiting for every dyno to be running v%d (%d / %d up)", time.Duration(timeout), last.version, last.up, last.total)
+					return timeoutError(time.Duration(timeout), last)
 				}
 				return err
 			}
-			if p.done() {
-				fmt.Fprintf(s.stderr, "Waiting for every dyno to be running v%d... done\n", p.version)
+			if v.done() {
+				fmt.Fprintf(s.stderr, "Waiting for every dyno to be running v%d... done\n", v.version)
 				return nil
 			}
-			if !shown || p != last {
-				fmt.Fprintf(s.stderr, "Waiting for every dyno to be running v%d... %d / %d\n", p.version, p.up, p.total)
+			if !shown || v.waitProgress != last.waitProgress {
+				fmt.Fprintf(s.stderr, "Waiting for every dyno to be running v%d... %d / %d\n", v.version, v.up, v.total)
 				shown = true
 			}
-			last = p
+			// A crash restarts the dyno (after a back-off), so keep
+			// waiting, but say once per crash where to look.
+			for _, d := range v.crashed {
+				if told[d.ID] {
+					continue
+				}
+				told[d.ID] = true
+				exit := ""
+				if d.ExitStatus != nil {
+					exit = fmt.Sprintf(" (exit status %d)", *d.ExitStatus)
+				}
+				fmt.Fprintf(s.stderr, "%s crashed%s: see 'dyno logs -a %s --dyno %s'\n", d.Name, exit, name, d.Name)
+			}
+			last = v
 			t := time.NewTimer(time.Duration(interval))
 			select {
 			case <-ctx.Done():
@@ -397,7 +446,7 @@ func (s *session) psWaitCommand() *cobra.Command {
 				if cmd.Context().Err() != nil {
 					return cmd.Context().Err()
 				}
-				return fmt.Errorf("timed out after %s waiting for every dyno to be running v%d (%d / %d up)", time.Duration(timeout), p.version, p.up, p.total)
+				return timeoutError(time.Duration(timeout), v)
 			case <-t.C:
 			}
 		}

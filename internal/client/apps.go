@@ -158,6 +158,9 @@ type Dyno struct {
 	// PendingReason (not Heroku's) says why a starting dyno has no host
 	// yet, such as no host having room for its size.
 	PendingReason string `json:"pending_reason,omitempty"`
+	// ExitStatus (not Heroku's) is how a crashed or stopped dyno's process
+	// ended, when known.
+	ExitStatus *int `json:"exit_status,omitempty"`
 }
 
 // Dynos lists an app's dynos.

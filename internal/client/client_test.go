@@ -95,3 +95,31 @@ func TestErrorsAndPaging(t *testing.T) {
 		t.Errorf("Apps with a cancelled context = %v", err)
 	}
 }
+
+// TestLogSessionLines checks that every line count is sent, 0 included:
+// 0 means no history, which an omitted field (the API's default) is not.
+func TestLogSessionLines(t *testing.T) {
+	bodies := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies <- string(b)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"id":"ls","logplex_url":"/log-sessions/ls?token=t"}`)
+	}))
+	defer srv.Close()
+	c := New(srv.URL, "k", nil)
+	for _, tc := range []struct {
+		opts LogSessionOpts
+		want string
+	}{
+		{LogSessionOpts{Lines: 0, Tail: true}, `"lines":0`},
+		{LogSessionOpts{Lines: 5000}, `"lines":5000`},
+	} {
+		if _, err := c.CreateLogSession(context.Background(), "hello", tc.opts); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-bodies; !strings.Contains(got, tc.want) {
+			t.Errorf("CreateLogSession(%+v) sent %s, want %s in it", tc.opts, got, tc.want)
+		}
+	}
+}

@@ -12,7 +12,7 @@ import (
 
 // LogSessionOpts filters a log session, as `heroku logs` sends it.
 type LogSessionOpts struct {
-	Lines  int    `json:"lines,omitempty"`  // backlog lines; 0 = the API's default (100)
+	Lines  int    `json:"lines"`            // lines of history: 0 = none (with Tail, only new lines); the API caps it at 1500
 	Tail   bool   `json:"tail"`             // keep the stream open for new lines
 	Source string `json:"source,omitempty"` // app or heroku
 	Dyno   string `json:"dyno,omitempty"`   // web.1, or a process type such as web

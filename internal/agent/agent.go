@@ -124,6 +124,9 @@ func New(cfg Config, st *store.Store) *Agent {
 	if cfg.SlugGID == 0 {
 		cfg.SlugGID = 199999
 	}
+	if !cfg.Runtime.Isolated() {
+		cfg.SlugGID = -1 // unisolated dynos run as the agent's own user: no chown
+	}
 	return &Agent{
 		cfg:     cfg,
 		st:      st,

@@ -249,6 +249,9 @@ func newRuntime(cfg Config, dataDir, hostID string, log *slog.Logger) (agent.Run
 		}
 		return rt, nil
 	}
+	if os.Geteuid() == 0 {
+		return nil, errors.New("--process-runtime would run every app as root on this host: drop the flag (as root, dynos run in containers) or start dyno server as a normal user")
+	}
 	log.Warn(strings.Repeat("!", 72))
 	log.Warn("NOT ISOLATED: dynos run as plain processes of this user, with no containers, no memory limit and no protection from each other. Run `dyno server` as root for isolated dynos.")
 	log.Warn(strings.Repeat("!", 72))

@@ -16,6 +16,7 @@ import (
 	"github.com/dyno-platform/dyno/internal/model"
 	"github.com/dyno-platform/dyno/internal/runtime"
 	"github.com/dyno-platform/dyno/internal/store"
+	"github.com/dyno-platform/dyno/internal/store/storetest"
 )
 
 // recordingLogs keeps every published line for assertions.
@@ -49,20 +50,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := store.StartServer(store.ServerConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", User: "u", Password: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	st, err := store.Open(context.Background(), nc, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _ := storetest.New(t)
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)

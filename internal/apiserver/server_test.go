@@ -18,6 +18,7 @@ import (
 	"github.com/dyno-platform/dyno/internal/build"
 	"github.com/dyno-platform/dyno/internal/logplex"
 	"github.com/dyno-platform/dyno/internal/store"
+	"github.com/dyno-platform/dyno/internal/store/storetest"
 )
 
 const testKey = "sekrit"
@@ -36,22 +37,9 @@ type env struct {
 
 func newEnv(t *testing.T, maxSource int64) *env {
 	t.Helper()
-	ns, err := store.StartServer(store.ServerConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", User: "u", Password: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	st, _ := storetest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, nc, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	logger := slog.New(slog.DiscardHandler)
 	lp, err := logplex.New(ctx, st.JetStream(), logplex.Config{Logger: logger})
 	if err != nil {

@@ -8,25 +8,12 @@ import (
 	"time"
 
 	"github.com/dyno-platform/dyno/internal/model"
-	"github.com/dyno-platform/dyno/internal/store"
+	"github.com/dyno-platform/dyno/internal/store/storetest"
 )
 
 func newTestLogplex(t *testing.T, history int) *Logplex {
 	t.Helper()
-	srv, err := store.StartServer(store.ServerConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", User: "u", Password: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	st, err := store.Open(context.Background(), nc, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _ := storetest.New(t)
 	p, err := New(context.Background(), st.JetStream(), Config{History: history})
 	if err != nil {
 		t.Fatal(err)

@@ -13,27 +13,13 @@ import (
 
 	"github.com/dyno-platform/dyno/internal/model"
 	"github.com/dyno-platform/dyno/internal/store"
+	"github.com/dyno-platform/dyno/internal/store/storetest"
 )
 
 // newTestStore starts a real embedded NATS server in a temp dir.
 func newTestStore(t *testing.T) *store.Store {
 	t.Helper()
-	srv, err := store.StartServer(store.ServerConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", User: "u", Password: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := store.Open(ctx, nc, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _ := storetest.New(t)
 	return st
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dyno-platform/dyno/internal/model"
 	"github.com/dyno-platform/dyno/internal/store"
+	"github.com/dyno-platform/dyno/internal/store/storetest"
 )
 
 // testLogs is a LogSink that hands lines to the test in order.
@@ -51,23 +52,7 @@ type env struct {
 
 func newStore(t testing.TB) (*store.Store, *store.Server) {
 	t.Helper()
-	srv, err := store.StartServer(store.ServerConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", User: "u", Password: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := store.Open(ctx, nc, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, srv
+	return storetest.New(t)
 }
 
 // startRouter runs r until the test ends and waits for its first table.

@@ -1,5 +1,6 @@
 // Command dyno is the whole platform in one binary: `dyno server` runs the
-// control plane with a host agent and a router; every other verb is the CLI
+// control plane with a host agent and a router, `dyno router` a router
+// alone (any number, following the platform through NATS); every other verb is the CLI
 // (apps:create, deploy, ps:scale, logs, ...). main is the only os.Exit.
 package main
 
@@ -29,6 +30,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "server" {
 		os.Exit(runServer(ctx, os.Args[2:], os.Stdout, os.Stderr))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "router" {
+		os.Exit(runRouter(ctx, os.Args[2:], os.Stdout, os.Stderr))
+	}
 	os.Exit(cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }
 
@@ -39,6 +43,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("DYNO_DATA_DIR", "data"), "directory for state, secrets, slugs and dyno layers")
 	fs.StringVar(&cfg.APIAddr, "api", "127.0.0.1:5000", "Platform API listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "router HTTP listen address")
+	fs.StringVar(&cfg.HTTPSAddr, "https", ":8443", "router HTTPS listen address (HTTP/2; certificates from DATA/tls and certs:add); empty turns HTTPS off")
 	fs.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at <app>.<domain>")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS listen address")
 	fs.StringVar(&cfg.PublicAPIURL, "api-url", "", "URL clients use to reach the API (default: from --api)")
@@ -46,6 +51,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&cfg.HostMemoryMB, "host-memory", 0, "memory in MB this host offers dynos (default: all of the machine's)")
 	fs.Float64Var(&cfg.CrashBackoffScale, "crash-backoff-scale", 1, "scale of Heroku's crash cool-offs (20, 40, 60, 180, 320 min)")
 	fs.StringVar(&cfg.DynoNetwork, "dyno-network", "", "IPv4 range for dyno addresses, one /30 each (default: a /16 in 10.128.0.0/10 picked from the host ID)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics", "", "listen address of the router's Prometheus /metrics (e.g. 127.0.0.1:9101; default none)")
 	verbose := fs.Bool("verbose", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -240,6 +240,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 		s.undo("release", s.st.Releases.Delete(ctx, e.Key, 0))
 	}
 	s.undo("logs", s.logs.Purge(ctx, app.ID))
+	s.deleteAppTLS(ctx, app.ID)
 	return writeJSON(w, http.StatusOK, s.appJSON(app))
 }
 

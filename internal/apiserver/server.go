@@ -57,8 +57,11 @@ type Config struct {
 	// as live when a formation's size is checked against the hosts'
 	// memory; 15 s (the manifold's default) when zero.
 	HostTTL time.Duration
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// CACertPEM is the platform CA's certificate, served at GET /ca.pem
+	// without auth; empty when the server runs without HTTPS.
+	CACertPEM []byte
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Server serves the Platform API.
@@ -181,6 +184,17 @@ func (s *Server) routes() {
 	secret("GET /log-sessions/{id}", s.streamLogSession)
 
 	api("GET /dyno-sizes", s.listSizes)
+
+	api("GET /apps/{app}/domains", s.listDomains)
+	api("POST /apps/{app}/domains", s.createDomain)
+	api("GET /apps/{app}/domains/{domain}", s.getDomain)
+	api("DELETE /apps/{app}/domains/{domain}", s.deleteDomain)
+	api("GET /apps/{app}/sni-endpoints", s.listSNI)
+	api("POST /apps/{app}/sni-endpoints", s.createSNI)
+	api("GET /apps/{app}/sni-endpoints/{sni}", s.getSNI)
+	api("PATCH /apps/{app}/sni-endpoints/{sni}", s.patchSNI)
+	api("DELETE /apps/{app}/sni-endpoints/{sni}", s.deleteSNI)
+	secret("GET /ca.pem", s.getCA)
 	api("/", func(w http.ResponseWriter, r *http.Request) error {
 		return notFound("The requested API endpoint was not found. Are you using the right HTTP verb (" + r.Method + ") and path?")
 	})

@@ -107,6 +107,8 @@ func (s *session) rootCommand() *cobra.Command {
 		s.logsCommand(),
 		s.configCommand(), s.configGetCommand(), s.configSetCommand(), s.configUnsetCommand(),
 		s.releasesCommand(), s.releasesInfoCommand(),
+		s.domainsCommand(), s.domainsAddCommand(), s.domainsRemoveCommand(),
+		s.certsCommand(), s.certsAddCommand(), s.certsRemoveCommand(), s.certsCACommand(),
 		s.loginCommand(), s.logoutCommand(), s.versionCommand(), serverCommand(),
 	)
 	return root

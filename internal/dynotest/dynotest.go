@@ -64,8 +64,10 @@ type Platform struct {
 	APIURL  string
 	APIKey  string
 	HTTPURL string // the router, http://127.0.0.1:port
-	NATS    string // the embedded NATS server's address, 127.0.0.1:port
-	Domain  string
+	// HTTPSPort is the router's TLS port; DataDir/tls/ca.pem is its CA.
+	HTTPSPort int
+	NATS      string // the embedded NATS server's address, 127.0.0.1:port
+	Domain    string
 
 	args []string
 	cmd  *exec.Cmd
@@ -77,16 +79,17 @@ type Platform struct {
 // until its API answers. The platform is stopped when the test ends.
 func Start(t testing.TB, bin string) *Platform {
 	t.Helper()
-	ports := FreePorts(t, 3)
+	ports := FreePorts(t, 4)
 	p := &Platform{
 		t: t, Bin: bin, DataDir: filepath.Join(t.TempDir(), "data"), Domain: "localhost",
-		APIURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		HTTPURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		NATS:    fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		APIURL:    fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		HTTPURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		NATS:      fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		HTTPSPort: ports[3],
 	}
 	p.args = []string{"server", "--data-dir", p.DataDir,
 		"--api", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--http", fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"--nats-listen", p.NATS, "--domain", p.Domain}
+		"--nats-listen", p.NATS, "--domain", p.Domain, "--https", fmt.Sprintf("127.0.0.1:%d", ports[3])}
 	p.start()
 	t.Cleanup(func() { p.Stop(45 * time.Second) })
 	return p

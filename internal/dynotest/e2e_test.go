@@ -306,6 +306,8 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("config:set makes a release whose dynos see it", func(t *testing.T) {
 		p.MustCLI("config:set", "GREETING=hello-e2e", "-a", app)
+		// ps:wait returns once no dyno of the old release is left.
+		p.MustCLI("ps:wait", "-a", app)
 		Eventually(t, 60*time.Second, "every dyno greets with the new value", func() error {
 			for range 9 {
 				a, err := p.probe(t, app, "/")

@@ -96,7 +96,11 @@ func (s *reqState) logLine(now time.Time) model.LogLine {
 		b = append(b, " sock="...)
 		b = append(b, code.sock...)
 	}
-	b = append(b, " protocol=http"...)
+	if s.cause != "" {
+		b = append(b, " cause="...)
+		b = appendQuoted(b, s.cause)
+	}
+	b = appendProtocol(b, s.req)
 	return model.LogLine{Time: now, Source: model.SourceHeroku, Dyno: "router", Message: string(b)}
 }
 

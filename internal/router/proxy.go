@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -23,6 +23,7 @@ type reqState struct {
 	start     time.Time
 	requestID string
 	fwd       string // X-Forwarded-For sent to the dyno
+	name      string // app name, to find its current routes on a retry
 	app       *app   // routes snapshot the request is served from
 	body      trackedBody
 	hdr       [6]string // values of the headers added for the dyno
@@ -33,6 +34,10 @@ type reqState struct {
 	phase      phase
 	status     int    // dyno's response status
 	code       *hcode // router error, nil when the dyno answered
+	cause      string // H26: what was wrong with the request
+	picked     *dyno  // dyno of the current attempt, holding an outstanding count
+	respBody   trackedResponse
+	rc         http.ResponseController // the client connection's deadlines
 
 	connect atomic.Int64 // ns to connect to the dyno; written by the dial goroutine
 }
@@ -54,70 +59,151 @@ func stateOf(ctx context.Context) *reqState {
 	return s
 }
 
-// pick chooses the dyno for an attempt, skipping those already tried. It is
-// random for now (Heroku's default); the later least-outstanding P2C
-// balancer replaces this function.
-func pick(up []backend, tried []int) int {
-	n := len(up)
-	i := rand.IntN(n)
-	for range n {
-		seen := false
-		for _, t := range tried {
-			if t == i {
-				seen = true
-				break
-			}
-		}
-		if !seen {
-			return i
-		}
-		i = (i + 1) % n
-	}
-	return -1
-}
-
-// retryTransport sends a request to a dyno of the app and, when the
-// connection cannot be established and nothing of the body was read, tries
-// another up dyno: at most maxAttempts attempts, one per dyno.
+// retryTransport sends a request to a dyno of the app. When the
+// connection cannot be established and nothing of the body was read, it
+// quarantines that dyno (in this router) and tries another: at most
+// maxAttempts attempts, one per dyno, then H19/H21. When every dyno is
+// quarantined it waits for one to come out, up to ConnectWait, then H99.
+// An idempotent request without a body whose dyno left the table while its
+// kept-alive connection broke is sent to another dyno as well.
 type retryTransport struct{ r *Router }
+
+// errAllQuarantined ends a request whose app's dynos all stayed in
+// quarantine for ConnectWait.
+var errAllQuarantined = errors.New("every web dyno is in connect quarantine")
 
 func (t retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 	s := stateOf(out.Context())
 	if s == nil {
 		return nil, errors.New("router: request without routing state")
 	}
-	up := s.app.up
-	if len(up) == 0 {
-		return nil, &dialError{addr: "(none)", err: errors.New("no up web dyno")}
-	}
-	var tried [maxAttempts]int
-	attempts := min(maxAttempts, len(up))
+	r := t.r
+	ctx := out.Context()
+	a := s.app
+	var tried [maxAttempts]*dyno
+	n := 0
 	var err error
-	for n := 0; n < attempts; n++ {
-		i := pick(up, tried[:n])
-		tried[n] = i
+	var waitDeadline time.Time // set once the request waits on quarantines
+	for {
+		d := a.pick(tried[:n])
+		if d == nil {
+			end, untried := a.quarantineEnd(tried[:n])
+			if !untried && waitDeadline.IsZero() {
+				if err == nil {
+					err = &dialError{addr: "(none)", err: errors.New("no up web dyno")}
+				}
+				return nil, err
+			}
+			// Every dyno left is quarantined: wait for the first one out
+			// (or a table change), up to ConnectWait, then H99.
+			if waitDeadline.IsZero() {
+				waitDeadline = r.now().Add(r.cfg.ConnectWait)
+			}
+			if !untried {
+				n = 0 // waited before: the quarantines decide, not the tries
+				end, _ = a.quarantineEnd(nil)
+			}
+			var ok bool
+			if a, ok = r.waitQuarantine(ctx, s, end, waitDeadline); !ok {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, errAllQuarantined
+			}
+			continue
+		}
+		if n == maxAttempts {
+			return nil, err
+		}
+		tried[n] = d
+		n++
+		d.outstanding.Add(1)
+		if s.picked != nil {
+			s.picked.release()
+		}
+		s.picked = d
 		req := out
-		if n > 0 {
+		if n > 1 || !waitDeadline.IsZero() {
 			// A fresh request per retry: the transport may still hold
 			// the previous one.
-			req = out.Clone(out.Context())
+			req = out.Clone(ctx)
 		}
-		req.URL.Host = up[i].endpoint
-		s.dyno = up[i].name
+		req.URL.Host = d.endpoint
+		s.dyno = d.name
 		s.phase = phaseDialed
 		s.connect.Store(0)
 		var resp *http.Response
-		resp, err = t.r.transport.RoundTrip(req)
-		var de *dialError
-		if !errors.As(err, &de) {
+		resp, err = d.transport.RoundTrip(req)
+		if err == nil {
 			s.phase = phaseSent
-			return resp, err
+			return resp, nil
 		}
-		if s.body.read.Load() || out.Context().Err() != nil {
+		if ctx.Err() != nil || s.body.read.Load() {
+			s.phase = max(s.phase, phaseSent)
 			return nil, err
 		}
+		var de *dialError
+		if errors.As(err, &de) {
+			d.quarantine.Store(nanotime() + int64(r.cfg.Quarantine))
+		} else if !(d.gone.Load() && replayable(out) && !isTimeout(err)) {
+			s.phase = phaseSent
+			return nil, err
+		}
+		if n == maxAttempts && waitDeadline.IsZero() {
+			return nil, err
+		}
+		// Routes may have changed since the request started.
+		if cur := r.table.Load().apps[s.name]; cur != nil {
+			a = cur
+		}
 	}
-	return nil, err
+}
+
+// waitQuarantine waits until the earliest quarantine ends (end, unix ns),
+// the routes change, or the deadline passes; it returns the app's current
+// routes, false at the deadline or when the client left.
+func (r *Router) waitQuarantine(ctx context.Context, s *reqState, end int64, deadline time.Time) (*app, bool) {
+	t := r.table.Load()
+	wait := time.Duration(end - nanotime())
+	if left := deadline.Sub(r.now()); left <= 0 {
+		return nil, false
+	} else if wait > left || wait <= 0 && end == 0 {
+		wait = left
+	}
+	tm := time.NewTimer(max(wait, time.Millisecond))
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-t.changed:
+	case <-ctx.Done():
+		return nil, false
+	}
+	if !r.now().Before(deadline) {
+		return nil, false
+	}
+	a := r.table.Load().apps[s.name]
+	if a == nil || len(a.up) == 0 {
+		return nil, false
+	}
+	return a, true
+}
+
+// replayable reports whether a request may be sent again to another dyno:
+// idempotent and without a body.
+func replayable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // rewrite turns the inbound request into the one the dyno gets.
@@ -129,7 +215,7 @@ func (r *Router) rewrite(pr *httputil.ProxyRequest) {
 	// Out.Host keeps the client's Host: apps see the name they were called by.
 	// One backing array for the header values: fewer allocations per request.
 	v := &s.hdr
-	v[0], v[1], v[2] = s.fwd, "http", localPort(pr.In)
+	v[0], v[1], v[2] = s.fwd, scheme(pr.In), localPort(pr.In)
 	v[3], v[4], v[5] = s.requestID, strconv.FormatInt(s.start.UnixMilli(), 10), "1.1 dyno"
 	h := out.Header
 	h["X-Forwarded-For"] = v[0:1:1]
@@ -144,20 +230,60 @@ func (r *Router) rewrite(pr *httputil.ProxyRequest) {
 	}
 	if out.Body != nil {
 		s.body.rc = out.Body
+		s.body.rctl = &s.rc
+		s.body.idle = int64(r.cfg.IdleTimeout)
 		out.Body = &s.body
 	}
 }
 
-// modifyResponse records the dyno's status and echoes X-Request-Id unless
-// the app set its own.
+// Response limits (heroku.md §2.3): a longer header line or cookie is
+// refused with H25; the whole header is capped by the transport.
+const (
+	maxResponseHeaderLine = 512 << 10
+	maxSetCookie          = 8192
+	maxResponseHeaders    = 1 << 20
+)
+
+// modifyResponse enforces the response limits, records the dyno's status,
+// watches the body for idleness (H15) and echoes X-Request-Id unless the
+// app set its own.
 func (r *Router) modifyResponse(resp *http.Response) error {
 	s := stateOf(resp.Request.Context())
 	if s == nil {
 		return nil
 	}
 	s.status = resp.StatusCode
+	if code := checkResponse(resp); code != nil {
+		resp.Body.Close()
+		return &restrictionError{code}
+	}
 	if _, ok := resp.Header["X-Request-Id"]; ok {
 		s.w.Header().Del("X-Request-Id")
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
+		// (An upgrade's body is the connection itself and must stay an
+		// io.ReadWriteCloser.)
+		s.respBody.rc = resp.Body
+		resp.Body = &s.respBody
+	}
+	return nil
+}
+
+// checkResponse applies the response limits; nil when the response passes.
+func checkResponse(resp *http.Response) *hcode {
+	// "HTTP/1.1 200" without a reason phrase: Go's parser gives Status "200".
+	if resp.ProtoMajor == 1 && strings.IndexByte(resp.Status, ' ') < 0 {
+		return errH25Status
+	}
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			switch {
+			case len(k)+2+len(v) > maxResponseHeaderLine:
+				return errH25Header
+			case len(v) > maxSetCookie && k == "Set-Cookie":
+				return errH25Cookie
+			}
+		}
 	}
 	return nil
 }
@@ -169,33 +295,55 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		writePage(w, http.StatusBadGateway, applicationErrorPage, applicationErrorLen)
 		return
 	}
-	s.code = classify(err, s.req.Context().Err() != nil)
+	switch {
+	case isTimeout(s.body.err):
+		s.code = errH28 // the client stopped sending its body
+	case errors.Is(err, errAllQuarantined):
+		s.code = errH99
+	default:
+		s.code = classify(err, s.req.Context().Err() != nil)
+	}
 	r.log.Debug("proxy error", "code", s.code.code, "dyno", s.dyno, "err", err)
-	if s.code == errH27 {
+	if s.code == errH27 || s.code == errH28 {
 		return // nobody to answer
 	}
 	// Straight to the client: bytes= counts only what came from the dyno.
-	writePage(s.w.ResponseWriter, s.code.status, applicationErrorPage, applicationErrorLen)
+	writeError(s.w.ResponseWriter, s.code)
 }
 
-// newTransport is the pool of connections to dynos.
+// newDyno makes the state of a dyno that came up, with its own pool of
+// kept-alive connections.
+func (r *Router) newDyno(key, name, endpoint string) *dyno {
+	return &dyno{key: key, name: name, endpoint: endpoint, transport: r.newTransport()}
+}
+
+// newAppState makes and registers the counters of an app.
+func (r *Router) newAppState(string) *appState {
+	st := &appState{}
+	r.registry.add(st)
+	return st
+}
+
+// newTransport is the pool of connections to one dyno.
 func (r *Router) newTransport() *http.Transport {
 	return &http.Transport{
-		Proxy:                 nil, // dynos are reached directly, whatever the environment says
-		DialContext:           r.dial,
-		MaxIdleConns:          0, // no global limit; the per-dyno one applies
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second, // Router 2.0's keepalive idle timeout
-		ResponseHeaderTimeout: r.cfg.FirstByteTimeout,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // pass bodies through as the dyno sent them
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
+		Proxy:                  nil, // dynos are reached directly, whatever the environment says
+		DialContext:            r.dial,
+		MaxIdleConns:           0, // no global limit; the per-dyno one applies
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second, // Router 2.0's keepalive idle timeout
+		ResponseHeaderTimeout:  r.cfg.FirstByteTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxResponseHeaders,
+		DisableCompression:     true, // pass bodies through as the dyno sent them
+		WriteBufferSize:        32 << 10,
+		ReadBufferSize:         32 << 10,
 	}
 }
 
 // dial connects to a dyno, measures the time it took for the log line, and
-// marks failures as dialError so the round trip may retry elsewhere.
+// marks failures as dialError so the round trip may retry elsewhere. The
+// connection times out after IdleTimeout without a byte either way (H15).
 func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	start := r.now()
 	c, err := r.dialer.DialContext(ctx, network, addr)
@@ -206,19 +354,92 @@ func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	if err != nil {
 		return nil, &dialError{addr: addr, err: err}
 	}
-	return c, nil
+	ic := &idleConn{Conn: c, idle: int64(r.cfg.IdleTimeout)}
+	ic.touch()
+	return ic, nil
 }
 
+// idleConn is a connection to a dyno whose reads fail after idle ns
+// without traffic in either direction. The deadline moves at most every
+// idle/50, which keeps the cost off most reads and writes.
+type idleConn struct {
+	net.Conn
+	idle int64
+	next atomic.Int64 // unix ns after which the deadline is moved again
+}
+
+func (c *idleConn) touch() {
+	now := nanotime()
+	if now < c.next.Load() {
+		return
+	}
+	c.next.Store(now + c.idle/50)
+	c.Conn.SetReadDeadline(time.Unix(0, now+c.idle))
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.touch()
+	}
+	return n, err
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	c.touch()
+	return c.Conn.Write(p)
+}
+
+// trackedResponse notes the error that ended the copy of a dyno's
+// response body, to tell H15 (idle) from H18 (broken).
+type trackedResponse struct {
+	rc  io.ReadCloser
+	err error
+}
+
+func (b *trackedResponse) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *trackedResponse) Close() error { return b.rc.Close() }
+
 // trackedBody remembers whether the transport started reading the request
-// body: until then, a request may be retried on another dyno.
+// body: until then, a request may be retried on another dyno. It also
+// gives up on a client that sends nothing for idle (H28).
 type trackedBody struct {
 	rc   io.ReadCloser
 	read atomic.Bool
+	err  error // what ended the read, if not EOF
+	rctl *http.ResponseController
+	idle int64
+	next int64 // unix ns after which the deadline is moved again
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	b.read.Store(true)
-	return b.rc.Read(p)
+	if b.rctl != nil {
+		if now := nanotime(); now >= b.next {
+			b.next = now + b.idle/50
+			b.rctl.SetReadDeadline(time.Unix(0, now+b.idle))
+		}
+	}
+	n, err := b.rc.Read(p)
+	if err != nil {
+		if err != io.EOF {
+			b.err = err
+		}
+		if b.rctl != nil {
+			// Nothing more to wait for: Go's server reads on in the
+			// background, and a deadline there would cancel the request.
+			b.rctl.SetReadDeadline(time.Time{})
+			b.rctl = nil
+		}
+	}
+	return n, err
 }
 
 // Close passes on only once the body was read: the transport closes the
@@ -239,6 +460,29 @@ type responseWriter struct {
 	status   int
 	bytes    int64
 	writeErr error
+	// A client that takes nothing for idle fails the write (H28).
+	rctl *http.ResponseController
+	idle int64
+	next int64 // unix ns after which the write deadline is moved again
+}
+
+// touch moves the client's write deadline, at most every idle/50.
+func (w *responseWriter) touch() {
+	if w.rctl == nil {
+		return
+	}
+	if now := nanotime(); now >= w.next {
+		w.next = now + w.idle/50
+		w.rctl.SetWriteDeadline(time.Unix(0, now+w.idle))
+	}
+}
+
+// done clears the write deadline, so a kept-alive connection's next
+// request does not inherit it.
+func (w *responseWriter) done() {
+	if w.rctl != nil && w.next != 0 {
+		w.rctl.SetWriteDeadline(time.Time{})
+	}
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -252,6 +496,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	w.touch()
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
 	if err != nil && w.writeErr == nil {

@@ -1,8 +1,10 @@
-// Package router owns the routing mesh's HTTP edge: it mirrors app names
-// and web dyno statuses from the store into an in-memory route table (by
+// Package router owns the routing mesh's HTTP edge: it mirrors app names,
+// web dyno statuses, apps (maintenance, current release) and releases
+// (routing policy) from the store into an in-memory route table (by
 // watches, swapped atomically), answers requests for <app>.<domain> by
-// proxying them to one of the app's up web dynos, and reports each request
-// as one Heroku-format router log line. Router errors answer Heroku's H
+// proxying them to one of the app's up web dynos (least outstanding of two
+// random choices by default, see PolicyVar), and reports each request as
+// one Heroku-format router log line and in Prometheus metrics. Router errors answer Heroku's H
 // codes with a plain HTML page (heroku.md §2).
 package router
 
@@ -39,6 +41,25 @@ type Config struct {
 	// StartingWait is how long a request waits for a starting web dyno to
 	// come up, else 503 H20. Default 75 s.
 	StartingWait time.Duration
+	// IdleTimeout is the rolling window after the first byte: a dyno that
+	// sends nothing for it fails the request with H15, a client that
+	// sends (or takes) nothing with H28. Default 55 s.
+	IdleTimeout time.Duration
+	// ConnectTimeout bounds a connection to a dyno, else H19. Default 5 s.
+	ConnectTimeout time.Duration
+	// Quarantine is how long a dyno that refused or timed out a
+	// connection is left out of this router's choices. Default 5 s.
+	Quarantine time.Duration
+	// ConnectWait is how long a request waits while every dyno of its
+	// app is quarantined, else H99. Default 75 s.
+	ConnectWait time.Duration
+	// BacklogPerDyno caps an app's requests in this router at this many
+	// per up web dyno, else an immediate H11. Default 200.
+	BacklogPerDyno int
+	// MaxAppConns caps the client connections whose first request went
+	// to one app, else H22. Counted only on servers made by
+	// NewHTTPServer. Default 10000.
+	MaxAppConns int
 }
 
 // LogSink takes router log lines; logplex implements it. Publish must not
@@ -58,18 +79,27 @@ type Router struct {
 	table     atomic.Pointer[table]
 	ready     chan struct{}
 	readyOnce sync.Once
-	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 	dialer    net.Dialer
 	// waiting counts the requests waiting for a starting dyno.
-	waiting atomic.Int64
+	waiting  atomic.Int64
+	registry appRegistry   // every app's counters, for /metrics
+	metrics  routerMetrics // router-wide counters
+	// custom maps custom domains to app names (domains.go).
+	custom atomic.Pointer[customHosts]
 }
 
 const (
 	defaultFirstByteTimeout = 30 * time.Second
 	defaultStartingWait     = 75 * time.Second
-	// dialTimeout is Heroku's 5 s upstream connect limit (H19 after it).
-	dialTimeout = 5 * time.Second
+	defaultIdleTimeout      = 55 * time.Second
+	// Heroku's 5 s upstream connect limit (H19 after it), and the
+	// quarantine of a dyno that failed one.
+	defaultConnectTimeout = 5 * time.Second
+	defaultQuarantine     = 5 * time.Second
+	defaultConnectWait    = 75 * time.Second
+	defaultBacklogPerDyno = 200
+	defaultMaxAppConns    = 10000
 	// maxAttempts is Heroku's limit on connection attempts per request.
 	maxAttempts = 10
 )
@@ -89,9 +119,13 @@ func New(cfg Config, st *store.Store) *Router {
 	if cfg.FirstByteTimeout <= 0 {
 		cfg.FirstByteTimeout = defaultFirstByteTimeout
 	}
-	if cfg.StartingWait <= 0 {
-		cfg.StartingWait = defaultStartingWait
-	}
+	setDefault(&cfg.StartingWait, defaultStartingWait)
+	setDefault(&cfg.IdleTimeout, defaultIdleTimeout)
+	setDefault(&cfg.ConnectTimeout, defaultConnectTimeout)
+	setDefault(&cfg.Quarantine, defaultQuarantine)
+	setDefault(&cfg.ConnectWait, defaultConnectWait)
+	setDefault(&cfg.BacklogPerDyno, defaultBacklogPerDyno)
+	setDefault(&cfg.MaxAppConns, defaultMaxAppConns)
 	r := &Router{
 		cfg:    cfg,
 		domain: "." + strings.ToLower(strings.Trim(cfg.Domain, ".")),
@@ -99,10 +133,9 @@ func New(cfg Config, st *store.Store) *Router {
 		log:    cfg.Logger.With("component", "router"),
 		now:    cfg.Now,
 		ready:  make(chan struct{}),
-		dialer: net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
+		dialer: net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second},
 	}
 	r.table.Store(newTable(nil))
-	r.transport = r.newTransport()
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:        r.rewrite,
 		Transport:      retryTransport{r},
@@ -115,6 +148,12 @@ func New(cfg Config, st *store.Store) *Router {
 	return r
 }
 
+func setDefault[T time.Duration | int](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // Ready is closed once the initial route table is loaded.
 func (r *Router) Ready() <-chan struct{} { return r.ready }
 
@@ -123,6 +162,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := r.now()
 	host, name, ok := r.appName(req.Host)
 	if !ok {
+		name, ok = r.customName(host) // a custom domain (domains.go)
+	}
+	if !ok {
+		r.metrics.unknownHost.Add(1)
 		writePage(w, http.StatusNotFound, noSuchAppPage, noSuchAppLen)
 		return
 	}
@@ -135,12 +178,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	t := r.table.Load()
 	a := t.apps[name]
 	if a == nil {
+		r.metrics.unknownHost.Add(1)
 		writePage(w, http.StatusNotFound, noSuchAppPage, noSuchAppLen)
 		return
 	}
 
-	s := &reqState{req: req, host: host, start: start, app: a}
-	s.w = responseWriter{ResponseWriter: w}
+	s := &reqState{req: req, host: host, name: name, start: start, app: a}
+	s.rc = *http.NewResponseController(w)
+	s.w = responseWriter{ResponseWriter: w, rctl: &s.rc, idle: int64(r.cfg.IdleTimeout)}
 	s.requestID = req.Header.Get("X-Request-Id")
 	if !validRequestID(s.requestID) {
 		s.requestID = newRequestID()
@@ -148,13 +193,24 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	s.fwd = forwardedFor(req)
 	w.Header().Set("X-Request-Id", s.requestID)
 
+	st := a.state
+	st.inflight.Add(1)
+	defer st.inflight.Add(-1)
+	if s.code, s.cause = r.admit(req, a); s.code != nil {
+		if s.code == errH22 {
+			w.Header().Set("Connection", "close")
+		}
+		writeError(w, s.code)
+		r.finish(s)
+		return
+	}
 	if len(a.up) == 0 {
 		a, s.code = r.awaitUp(req.Context(), t, name)
 		if s.code != nil {
 			if s.code != errH27 {
-				writePage(w, s.code.status, applicationErrorPage, applicationErrorLen)
+				writeError(w, s.code)
 			}
-			r.publishLog(s)
+			r.finish(s)
 			return
 		}
 		s.app = a
@@ -162,23 +218,57 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 	s.dispatched = r.now()
 	defer func() {
+		if s.picked != nil {
+			s.picked.release()
+		}
+		s.w.done()
 		if p := recover(); p != nil {
 			// ReverseProxy aborts with http.ErrAbortHandler when the body
 			// copy breaks after the headers went out: log, then let the
 			// server drop the connection.
 			if s.code == nil {
-				if s.w.writeErr != nil || req.Context().Err() != nil {
+				switch {
+				case isTimeout(s.w.writeErr):
+					s.code = errH28
+				case s.w.writeErr != nil || req.Context().Err() != nil && s.respBody.err == nil:
 					s.code = errH27
-				} else {
+				case isTimeout(s.respBody.err):
+					s.code = errH15
+				default:
 					s.code = errH18
 				}
 			}
-			r.publishLog(s)
+			r.finish(s)
 			panic(p)
 		}
-		r.publishLog(s)
+		r.finish(s)
 	}()
 	r.proxy.ServeHTTP(&s.w, req.WithContext(context.WithValue(req.Context(), stateKey{}, s)))
+}
+
+// admit applies the checks made before a request may go to a dyno: the
+// request's own validity (H26), maintenance mode (H80), a blank app (H81),
+// the app's connection limit (H22) and backlog (H11).
+func (r *Router) admit(req *http.Request, a *app) (*hcode, string) {
+	if code, cause := checkRequest(req); code != nil {
+		return code, cause
+	}
+	switch {
+	case a.maintenance:
+		return errH80, ""
+	case a.blank:
+		return errH81, ""
+	}
+	if c, ok := req.Context().Value(clientConnKey{}).(*clientConn); ok && c.app.Load() == nil {
+		// The first request of a connection ties it to its app.
+		if c.app.CompareAndSwap(nil, a.state) && a.state.conns.Add(1) > int64(r.cfg.MaxAppConns) {
+			return errH22, ""
+		}
+	}
+	if a.state.inflight.Load() > int64(r.cfg.BacklogPerDyno*max(len(a.up), 1)) {
+		return errH11, ""
+	}
+	return nil, ""
 }
 
 // waitReady waits for the first route table, at most StartingWait.
@@ -235,12 +325,13 @@ func (r *Router) awaitUp(ctx context.Context, t *table, name string) (*app, *hco
 	}
 }
 
-// publishLog sends the request's router log line to the app's log.
-func (r *Router) publishLog(s *reqState) {
-	if r.cfg.Logs == nil {
-		return
+// finish accounts for a request: its metrics and its router log line.
+func (r *Router) finish(s *reqState) {
+	now := r.now()
+	s.app.state.metrics.observe(s.logStatus(), s.code, now.Sub(s.start))
+	if r.cfg.Logs != nil {
+		r.cfg.Logs.Publish(s.app.id, s.logLine(now))
 	}
-	r.cfg.Logs.Publish(s.app.id, s.logLine(r.now()))
 }
 
 // appName extracts the app name from a Host header: "<app>.<domain>" with

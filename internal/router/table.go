@@ -3,7 +3,12 @@ package router
 import (
 	"cmp"
 	"context"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,7 +19,9 @@ import (
 
 // table is one immutable snapshot of the routes. The watch loop builds a
 // new one on every change and swaps it in atomically; requests read it
-// without a lock. Nothing reachable from a published table is ever mutated.
+// without a lock. Nothing reachable from a published table is mutated,
+// except the atomic counters of appState and dyno, which are shared across
+// tables on purpose (they describe traffic, not routes).
 type table struct {
 	apps map[string]*app // by app name (lower case)
 	// changed is closed when a newer table replaces this one, which wakes
@@ -26,37 +33,60 @@ func newTable(apps map[string]*app) *table {
 	return &table{apps: apps, changed: make(chan struct{})}
 }
 
-// app is the routing view of one app's web dynos.
+// app is the routing view of one app: its web dynos and settings.
 type app struct {
-	id       string
-	up       []backend // routable web dynos, sorted by name
-	starting int       // web dynos booting (or up but without an endpoint yet)
-	crashed  int       // web dynos that crashed
+	id          string
+	state       *appState // counters, shared by every table
+	up          []*dyno   // routable web dynos, sorted by name
+	starting    int       // web dynos booting (or up but without an endpoint yet)
+	crashed     int       // web dynos that crashed
+	policy      policy
+	maintenance bool
+	blank       bool // the app has no release with a slug: H81
 }
 
-// backend is one routable web dyno.
-type backend struct {
-	name     string // web.1
-	endpoint string // ip:port
+// dyno is one routable web dyno. The router keeps the same *dyno while
+// the dyno stays up, so its outstanding count and quarantine survive table
+// swaps; it gets its own connection pool so the idle connections of a
+// dyno that left the table can be closed without touching the others.
+type dyno struct {
+	key       string // status key + endpoint
+	name      string // web.1
+	endpoint  string // ip:port
+	transport *http.Transport
+
+	outstanding atomic.Int64 // requests this router has sent it and not finished
+	quarantine  atomic.Int64 // unix ns until which connects are not tried
+	gone        atomic.Bool  // left the table: close idle connections when done
 }
 
-// routesOf computes the routing view of an app from its web dyno statuses.
-func routesOf(id string, dynos map[string]model.DynoStatus) *app {
-	a := &app{id: id}
-	for _, d := range dynos {
-		switch {
-		case d.State == model.StateUp && d.Endpoint != "":
-			a.up = append(a.up, backend{name: d.Name, endpoint: d.Endpoint})
-		case d.State == model.StateUp, d.State == model.StateStarting:
-			a.starting++
-		case d.State == model.StateCrashed:
-			a.crashed++
-		}
-		// down: being stopped on purpose; it takes no traffic and is not
-		// a reason to wait.
+// release ends one request's claim on d.
+func (d *dyno) release() {
+	if d.outstanding.Add(-1) == 0 && d.gone.Load() && d.transport != nil {
+		d.transport.CloseIdleConnections()
 	}
-	slices.SortFunc(a.up, func(x, y backend) int { return cmp.Compare(x.name, y.name) })
-	return a
+}
+
+// retire takes d out of service: no new requests pick it (it is in no new
+// table); the ones under way finish on their connections, then the pool
+// is closed (release).
+func (d *dyno) retire() {
+	d.gone.Store(true)
+	if d.transport != nil {
+		d.transport.CloseIdleConnections()
+	}
+}
+
+// appMeta is what the router needs of an App record.
+type appMeta struct {
+	maintenance bool
+	version     int
+}
+
+// relMeta is what the router needs of a release.
+type relMeta struct {
+	policy  policy
+	hasSlug bool
 }
 
 // builder holds the mirrored store state the tables are built from. It is
@@ -65,8 +95,16 @@ type builder struct {
 	names  map[string]string                      // app name → app ID
 	dynos  map[string]map[string]model.DynoStatus // app ID → status key → web dyno
 	keyApp map[string]string                      // status key → app ID, for deletes
+	meta   map[string]appMeta                     // app ID → app record (absent: not known, routes anyway)
+	rels   map[string]map[int]relMeta             // app ID → version → release
 	routes map[string]*app                        // app ID → routes, reused across tables
+	states map[string]*appState                   // app ID → counters
 	dirty  map[string]struct{}                    // app IDs whose routes must be recomputed
+
+	// newDyno makes the state of a dyno that came up; newState registers
+	// the counters of an app seen for the first time.
+	newDyno  func(key, name, endpoint string) *dyno
+	newState func(id string) *appState
 }
 
 func newBuilder() *builder {
@@ -74,8 +112,15 @@ func newBuilder() *builder {
 		names:  map[string]string{},
 		dynos:  map[string]map[string]model.DynoStatus{},
 		keyApp: map[string]string{},
+		meta:   map[string]appMeta{},
+		rels:   map[string]map[int]relMeta{},
 		routes: map[string]*app{},
+		states: map[string]*appState{},
 		dirty:  map[string]struct{}{},
+		newDyno: func(key, name, endpoint string) *dyno {
+			return &dyno{key: key, name: name, endpoint: endpoint}
+		},
+		newState: func(string) *appState { return &appState{} },
 	}
 }
 
@@ -149,27 +194,152 @@ func (b *builder) setStatuses(all map[string]model.DynoStatus) {
 	}
 }
 
+func (b *builder) putApp(id string, a model.App) {
+	b.meta[id] = appMeta{maintenance: a.Maintenance, version: a.ReleaseVersion}
+	b.dirty[id] = struct{}{}
+}
+
+func (b *builder) deleteApp(id string) {
+	delete(b.meta, id)
+	delete(b.rels, id)
+	b.dirty[id] = struct{}{}
+}
+
+func (b *builder) setApps(all map[string]model.App) {
+	for id := range b.meta {
+		b.dirty[id] = struct{}{}
+	}
+	b.meta = map[string]appMeta{}
+	for id, a := range all {
+		b.putApp(id, a)
+	}
+}
+
+func (b *builder) putRelease(r model.Release) {
+	m := b.rels[r.AppID]
+	if m == nil {
+		m = map[int]relMeta{}
+		b.rels[r.AppID] = m
+	}
+	m[r.Version] = relMeta{policy: parsePolicy(r.Config[PolicyVar]), hasSlug: r.Slug != nil}
+	b.dirty[r.AppID] = struct{}{}
+}
+
+// deleteRelease parses the key (model.ReleaseKey: "<appID>.<version>").
+func (b *builder) deleteRelease(key string) {
+	i := strings.LastIndexByte(key, '.')
+	if i < 0 {
+		return
+	}
+	id := key[:i]
+	v, err := strconv.Atoi(key[i+1:])
+	if err != nil {
+		return
+	}
+	delete(b.rels[id], v)
+	b.dirty[id] = struct{}{}
+}
+
+func (b *builder) setReleases(all map[string]model.Release) {
+	for id := range b.rels {
+		b.dirty[id] = struct{}{}
+	}
+	b.rels = map[string]map[int]relMeta{}
+	for _, r := range all {
+		b.putRelease(r)
+	}
+}
+
+// routesOf computes the routing view of an app, reusing the *dyno of the
+// previous view for dynos still up.
+func (b *builder) routesOf(id string, old *app) *app {
+	st := b.states[id]
+	if st == nil {
+		st = b.newState(id)
+		b.states[id] = st
+	}
+	a := &app{id: id, state: st}
+	if m, ok := b.meta[id]; ok {
+		a.maintenance = m.maintenance
+		rel, ok := b.rels[id][m.version]
+		a.blank = m.version == 0 || ok && !rel.hasSlug
+		a.policy = rel.policy
+	}
+	var prev map[string]*dyno
+	if old != nil && len(old.up) > 0 {
+		prev = make(map[string]*dyno, len(old.up))
+		for _, d := range old.up {
+			prev[d.key] = d
+		}
+	}
+	for key, s := range b.dynos[id] {
+		switch {
+		case s.State == model.StateUp && s.Endpoint != "":
+			k := key + "|" + s.Endpoint
+			d := prev[k]
+			if d == nil || d.name != s.Name {
+				d = b.newDyno(k, s.Name, s.Endpoint)
+			}
+			delete(prev, k)
+			a.up = append(a.up, d)
+		case s.State == model.StateUp, s.State == model.StateStarting:
+			a.starting++
+		case s.State == model.StateCrashed:
+			a.crashed++
+		}
+		// down: being stopped on purpose; it takes no traffic and is not
+		// a reason to wait (a restart starts the replacement first).
+	}
+	for _, d := range prev {
+		d.retire() // left the table: status down, deleted, or moved
+	}
+	slices.SortFunc(a.up, func(x, y *dyno) int { return cmp.Compare(x.name, y.name) })
+	return a
+}
+
 // build returns a new table. Only the apps marked dirty are recomputed; the
 // others keep their (immutable) routes from the previous table.
 func (b *builder) build() *table {
+	named := make(map[string]bool, len(b.names))
+	for _, id := range b.names {
+		named[id] = true
+	}
 	for id := range b.dirty {
-		if d := b.dynos[id]; len(d) > 0 {
-			b.routes[id] = routesOf(id, d)
-		} else {
-			delete(b.routes, id) // recreated below if a name still points at it
+		old := b.routes[id]
+		if named[id] {
+			b.routes[id] = b.routesOf(id, old)
+			continue
 		}
+		if old != nil {
+			for _, d := range old.up {
+				d.retire()
+			}
+		}
+		delete(b.routes, id)
 	}
 	clear(b.dirty)
 	apps := make(map[string]*app, len(b.names))
 	for name, id := range b.names {
 		a := b.routes[id]
 		if a == nil {
-			a = &app{id: id}
+			a = b.routesOf(id, nil)
 			b.routes[id] = a
+		}
+		if a.state.name.Load() == nil || *a.state.name.Load() != name {
+			a.state.name.Store(&name)
 		}
 		apps[name] = a
 	}
 	return newTable(apps)
+}
+
+// retireAll closes the pools of every dyno, when the router stops.
+func (b *builder) retireAll() {
+	for _, a := range b.routes {
+		for _, d := range a.up {
+			d.retire()
+		}
+	}
 }
 
 // feed is one watched bucket: its current watch and the back-off that
@@ -271,20 +441,31 @@ func (f *feed[T]) handle(ev store.Event[T], put func(string, T), del func(string
 	return nil, false
 }
 
-// Run mirrors the app names and web dyno statuses of the store into the
-// route table: list-then-watch of both buckets, no polling. If a watch
-// closes, the last known table stays in use while the watch is
-// re-established with back-off, and at once after a reconnection to NATS.
-// Run returns nil when ctx ends.
+// Run mirrors the store into the route table: app names, web dyno
+// statuses, apps (maintenance mode, current release) and releases (the
+// routing policy config var, whether a slug exists). List-then-watch of
+// each bucket, no polling. If a watch closes, the last known table stays
+// in use while the watch is re-established with back-off, and at once
+// after a reconnection to NATS. Run returns nil when ctx ends.
 func (r *Router) Run(ctx context.Context) error {
-	defer r.transport.CloseIdleConnections()
+	customDone := make(chan struct{})
+	go func() { defer close(customDone); r.runCustomDomains(ctx) }()
+	defer func() { <-customDone }() // ctx is done when Run returns
 	b := newBuilder()
+	b.newDyno = r.newDyno
+	b.newState = r.newAppState
+	defer b.retireAll()
 	names := newFeed("app-names", r.store.AppNames)
 	stats := newFeed("statuses", r.store.Statuses)
-	defer names.close()
-	defer stats.close()
-	defer names.retry.Stop()
-	defer stats.retry.Stop()
+	apps := newFeed("apps", r.store.Apps)
+	rels := newFeed("releases", r.store.Releases)
+	for _, f := range []interface {
+		close()
+		stop()
+	}{names, stats, apps, rels} {
+		defer f.stop()
+		defer f.close()
+	}
 
 	reconnected := r.store.Conn().StatusChanged(nats.CONNECTED)
 	defer r.store.Conn().RemoveStatusListener(reconnected)
@@ -298,51 +479,95 @@ func (r *Router) Run(ctx context.Context) error {
 			r.log.Info("route table: reconnected to the store; resyncing the routes")
 			names.reopen(ctx, r)
 			stats.reopen(ctx, r)
+			apps.reopen(ctx, r)
+			rels.reopen(ctx, r)
 		case <-names.retry.C:
 			names.open(ctx, r)
 		case <-stats.retry.C:
 			stats.open(ctx, r)
+		case <-apps.retry.C:
+			apps.open(ctx, r)
+		case <-rels.retry.C:
+			rels.open(ctx, r)
 		case ev, ok := <-names.events:
 			if !ok {
 				names.lost(r)
 				continue
 			}
 			init, ready := names.handle(ev,
-				func(k string, v model.AppName) { b.putName(k, v.ID); changed = true },
-				func(k string) { b.deleteName(k); changed = true })
+				func(k string, v model.AppName) { b.putName(k, v.ID) },
+				b.deleteName)
 			if ready {
 				m := make(map[string]string, len(init))
 				for k, v := range init {
 					m[k] = v.ID
 				}
 				b.setNames(m)
-				changed = true
 			}
+			changed = true
 		case ev, ok := <-stats.events:
 			if !ok {
 				stats.lost(r)
 				continue
 			}
-			init, ready := stats.handle(ev,
-				func(k string, v model.DynoStatus) { b.putStatus(k, v); changed = true },
-				func(k string) { b.deleteStatus(k); changed = true })
-			if ready {
+			if init, ready := stats.handle(ev, b.putStatus, b.deleteStatus); ready {
 				b.setStatuses(init)
-				changed = true
 			}
+			changed = true
+		case ev, ok := <-apps.events:
+			if !ok {
+				apps.lost(r)
+				continue
+			}
+			if init, ready := apps.handle(ev, b.putApp, b.deleteApp); ready {
+				b.setApps(init)
+			}
+			changed = true
+		case ev, ok := <-rels.events:
+			if !ok {
+				rels.lost(r)
+				continue
+			}
+			init, ready := rels.handle(ev, func(_ string, v model.Release) { b.putRelease(v) }, b.deleteRelease)
+			if ready {
+				b.setReleases(init)
+			}
+			changed = true
 		}
-		// Publish once both buckets are known and the burst of queued
+		// Publish once every bucket is known and the burst of queued
 		// events is drained, so a deploy of many dynos builds few tables.
-		if changed && names.synced && stats.synced && len(names.events) == 0 && len(stats.events) == 0 {
+		if changed && names.synced && stats.synced && apps.synced && rels.synced &&
+			len(names.events) == 0 && len(stats.events) == 0 && len(apps.events) == 0 && len(rels.events) == 0 {
 			r.publish(b.build())
 			changed = false
 		}
 	}
 }
 
+func (f *feed[T]) stop() { f.retry.Stop() }
+
 // publish swaps in t and wakes everything waiting on the previous table.
 func (r *Router) publish(t *table) {
 	old := r.table.Swap(t)
 	close(old.changed)
 	r.readyOnce.Do(func() { close(r.ready) })
+}
+
+// appRegistry lists the apps' counters for /metrics; the Run goroutine
+// adds to it, the metrics handler reads it.
+type appRegistry struct {
+	mu   sync.Mutex
+	apps []*appState
+}
+
+func (g *appRegistry) add(s *appState) {
+	g.mu.Lock()
+	g.apps = append(g.apps, s)
+	g.mu.Unlock()
+}
+
+func (g *appRegistry) list() []*appState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.apps)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/dyno-platform/dyno/internal/agent"
 	"github.com/dyno-platform/dyno/internal/apiserver"
 	"github.com/dyno-platform/dyno/internal/build"
+	"github.com/dyno-platform/dyno/internal/certs"
 	"github.com/dyno-platform/dyno/internal/logplex"
 	"github.com/dyno-platform/dyno/internal/manifold"
 	"github.com/dyno-platform/dyno/internal/router"
@@ -34,9 +35,15 @@ import (
 
 // Config is what `dyno server` is started with.
 type Config struct {
-	DataDir    string // state, secrets, slugs and dyno layers
-	APIAddr    string // Platform API listen address
-	HTTPAddr   string // router listen address
+	DataDir  string // state, secrets, slugs and dyno layers
+	APIAddr  string // Platform API listen address
+	HTTPAddr string // router listen address
+	// MetricsAddr is where the router's Prometheus /metrics is served
+	// (apps own every path of the router's listeners); none when empty.
+	MetricsAddr string
+	// HTTPSAddr is the router's TLS listen address (HTTP/2 and HTTP/1.1);
+	// empty serves no HTTPS. The platform CA is made either way.
+	HTTPSAddr  string
 	Domain     string // apps answer at <app>.<Domain>
 	NATSListen string // embedded NATS client address
 	// PublicAPIURL is how clients reach the API; derived from APIAddr when empty.
@@ -99,6 +106,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen for the router on %s: %w (use --http to pick another address)", cfg.HTTPAddr, err)
 	}
 	defer httpLn.Close()
+	var httpsLn net.Listener
+	if cfg.HTTPSAddr != "" {
+		if httpsLn, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
+			return fmt.Errorf("listen for the router's HTTPS on %s: %w (use --https to pick another address)", cfg.HTTPSAddr, err)
+		}
+		defer httpsLn.Close()
+	}
+	platformTLS, err := certs.EnsurePlatform(filepath.Join(dataDir, "tls"), cfg.Domain, time.Now())
+	if err != nil {
+		return fmt.Errorf("platform CA: %w", err)
+	}
 
 	ns, err := store.StartServer(store.ServerConfig{
 		Dir: filepath.Join(dataDir, "nats"), Listen: cfg.NATSListen, User: "dyno", Password: natsPassword,
@@ -140,6 +158,7 @@ func Run(ctx context.Context, cfg Config) error {
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
 	api := apiserver.New(apiserver.Config{
 		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, AdminKey: adminKey, Logger: log,
+		CACertPEM: platformTLS.CAPEM,
 	}, st, logs, build.New(st, logs, log))
 	defer api.Close()
 	rtr := router.New(router.Config{Domain: cfg.Domain, Logs: logs, Logger: log}, st)
@@ -154,7 +173,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}, st)
 
 	apiSrv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	httpSrv := &http.Server{Handler: rtr, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	// One constructor for both router listeners: header timeouts, size
+	// caps, HTTP/2 stream limits, connection accounting (H22).
+	httpSrv := router.NewHTTPServer(rtr, router.ServerConfig{Logger: log})
 
 	// Each role runs under its own context so the stop order is ours.
 	var (
@@ -186,7 +207,7 @@ func Run(ctx context.Context, cfg Config) error {
 					srv.Close() // WebSockets and stalled uploads do not wait
 				}
 			}()
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := serveOn(srv, ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -194,12 +215,39 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	stopRouterWatch := start("router", rtr.Run)
 	stopHTTP := start("router http", serve(httpSrv, httpLn))
+	tlsCerts := certs.NewManager(certs.ManagerConfig{Platform: platformTLS, Logger: log}, st)
+	stopCerts := start("certificates", tlsCerts.Run)
+	stopHTTPS := func() {}
+	httpsPort := ""
+	if httpsLn != nil {
+		_, httpsPort, _ = net.SplitHostPort(httpsLn.Addr().String())
+		httpsSrv := router.NewHTTPServer(rtr, router.ServerConfig{Logger: log})
+		httpsSrv.TLSConfig = tlsCerts.TLSConfig()
+		stopHTTPS = start("router https", serve(httpsSrv, httpsLn))
+	}
+	stopMetrics := func() {}
+	if cfg.MetricsAddr != "" {
+		metricsLn, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen for router metrics on %s: %w (use --metrics to pick another address)", cfg.MetricsAddr, err)
+		}
+		defer metricsLn.Close()
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", rtr.MetricsHandler())
+		stopMetrics = start("router metrics", serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, metricsLn))
+		fmt.Fprintf(cfg.Out, "  Metrics: http://%s/metrics\n", metricsLn.Addr())
+	}
 	stopAPI := start("api", serve(apiSrv, apiLn))
 	stopAgent := start("agent", ag.Run)
 	stopManifold := start("manifold", mf.Run)
 
-	fmt.Fprintf(cfg.Out, "Dyno is running.\n  API:     %s\n  API key: %s (DYNO_API_KEY)\n  Apps:    http://<app>.%s:%s/\n  Try:     export DYNO_API_URL=%s DYNO_API_KEY=$(cat %s)\n",
-		publicURL, filepath.Join(dataDir, "admin-api-key"), cfg.Domain, httpPort, publicURL, filepath.Join(dataDir, "admin-api-key"))
+	fmt.Fprintf(cfg.Out, "Dyno is running.\n  API:     %s\n  API key: %s (DYNO_API_KEY)\n  Apps:    http://<app>.%s:%s/\n",
+		publicURL, filepath.Join(dataDir, "admin-api-key"), cfg.Domain, httpPort)
+	if httpsPort != "" {
+		fmt.Fprintf(cfg.Out, "  HTTPS:   https://<app>.%s:%s/\n", cfg.Domain, httpsPort)
+	}
+	fmt.Fprintf(cfg.Out, "  CA:      %s (curl --cacert %s; also GET %s/ca.pem, dyno certs:ca)\n  Try:     export DYNO_API_URL=%s DYNO_API_KEY=$(cat %s)\n",
+		platformTLS.CAPath, platformTLS.CAPath, publicURL, publicURL, filepath.Join(dataDir, "admin-api-key"))
 
 	select {
 	case <-ctx.Done():
@@ -215,6 +263,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	stopHTTP()
+	stopMetrics()
+	stopHTTPS()
+	stopCerts()
 	stopAPI()
 	stopRouterWatch()
 	wg.Wait()
@@ -312,4 +363,13 @@ func hostMemoryMB() int {
 		}
 	}
 	return kb / 1024
+}
+
+// serveOn serves srv on ln, over TLS when srv has a TLS config: ServeTLS
+// (rather than Serve on a TLS listener) also sets up HTTP/2.
+func serveOn(srv *http.Server, ln net.Listener) error {
+	if srv.TLSConfig != nil {
+		return srv.ServeTLS(ln, "", "")
+	}
+	return srv.Serve(ln)
 }

@@ -29,6 +29,9 @@ type Store struct {
 	Assignments Bucket[model.Assignment] // model.AssignmentKey
 	Statuses    Bucket[model.DynoStatus] // model.StatusKey
 	Hosts       Bucket[model.Host]       // host ID
+	// Domains and Certs are written by the API; routers read them.
+	Domains Bucket[model.Domain]      // model.DomainKey(hostname)
+	Certs   Bucket[model.Certificate] // model.CertificateKey(appID, id)
 
 	// Sources holds uploaded source tarballs; Slugs holds built slugs.
 	Sources Blobs
@@ -53,6 +56,7 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 	}{
 		{"apps", 1, nil}, {"app-names", 1, nil}, {"releases", 1, nil}, {"formations", 1, nil},
 		{"assignments", 1, nil}, {"statuses", 1, nil}, {"hosts", 1, nil},
+		{"domains", 1, nil}, {"certs", 1, nil},
 	}
 	opened := make(map[string]jetstream.KeyValue, len(kvs))
 	for _, b := range kvs {
@@ -74,6 +78,8 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 	s.Assignments = Bucket[model.Assignment]{opened["assignments"]}
 	s.Statuses = Bucket[model.DynoStatus]{opened["statuses"]}
 	s.Hosts = Bucket[model.Host]{opened["hosts"]}
+	s.Domains = Bucket[model.Domain]{opened["domains"]}
+	s.Certs = Bucket[model.Certificate]{opened["certs"]}
 
 	for _, o := range []struct {
 		name string

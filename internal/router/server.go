@@ -1,0 +1,132 @@
+package router
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Request limits (heroku.md §2.3). Go's parser enforces the framing rules
+// (one Content-Length, chunked only, one Host, Expect); these are the
+// sizes it does not check one by one.
+const (
+	maxRequestLine = 8192
+	maxHeaderLine  = 8192
+	maxHeaderName  = 1000
+	maxHeaders     = 1000
+	// maxHeaderBytes bounds what Go's server reads of a request's head at
+	// all: Heroku's 1 MiB client buffer.
+	maxHeaderBytes = 1 << 20
+)
+
+// checkRequest applies the request limits Go's server leaves to the
+// handler; a violation is H26 with its cause.
+func checkRequest(req *http.Request) (*hcode, string) {
+	if len(req.Method)+len(req.RequestURI)+len(req.Proto)+2 > maxRequestLine {
+		return errH26, "request line too long"
+	}
+	if e, ok := req.Header["Expect"]; ok && (len(e) != 1 || !asciiEqualFold(e[0], "100-continue")) {
+		return errH26Expect, "unsupported expect header value"
+	}
+	n := 0
+	for k, vs := range req.Header {
+		if len(k) > maxHeaderName {
+			return errH26, "header name too long"
+		}
+		for _, v := range vs {
+			if len(k)+2+len(v) > maxHeaderLine {
+				return errH26, "header line too long"
+			}
+		}
+		if n += len(vs); n > maxHeaders {
+			return errH26, "too many headers"
+		}
+	}
+	return nil, ""
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// ServerConfig tunes the client side of NewHTTPServer. Zero values pick
+// the defaults.
+type ServerConfig struct {
+	// HeaderTimeout bounds the reading of a request's head (slowloris).
+	// Default 30 s.
+	HeaderTimeout time.Duration
+	// IdleTimeout closes kept-alive client connections without a request.
+	// Default 90 s (Router 2.0's).
+	IdleTimeout time.Duration
+	// MaxConcurrentStreams caps an HTTP/2 connection's streams. Default 250.
+	MaxConcurrentStreams int
+	Logger               *slog.Logger
+}
+
+// NewHTTPServer returns the http.Server that serves r to clients, for the
+// HTTP and HTTPS listeners alike: header timeout and size caps, no whole
+// request or response timeouts (bodies stream for as long as they move:
+// the router's own idle windows apply), HTTP/2 stream limits, and the
+// connection accounting behind the per-app limit (H22) and metrics. The
+// caller sets TLSConfig for HTTPS and serves it on its listener.
+func NewHTTPServer(r *Router, cfg ServerConfig) *http.Server {
+	setDefault(&cfg.HeaderTimeout, 30*time.Second)
+	setDefault(&cfg.IdleTimeout, 90*time.Second)
+	setDefault(&cfg.MaxConcurrentStreams, 250)
+	if cfg.Logger == nil {
+		cfg.Logger = r.log
+	}
+	var conns sync.Map // net.Conn → *clientConn
+	return &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: cfg.HeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:      cfg.MaxConcurrentStreams,
+			MaxDecoderHeaderTableSize: 4096,
+			MaxEncoderHeaderTableSize: 4096,
+			MaxReadFrameSize:          1 << 20,
+		},
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			cc := &clientConn{}
+			conns.Store(c, cc)
+			return context.WithValue(ctx, clientConnKey{}, cc)
+		},
+		ConnState: func(c net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				r.metrics.clientConns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				r.metrics.clientConns.Add(-1)
+				if v, ok := conns.LoadAndDelete(c); ok {
+					if st := v.(*clientConn).app.Load(); st != nil {
+						st.conns.Add(-1)
+					}
+				}
+			}
+		},
+	}
+}
+
+// clientConn is one client connection; its first request ties it to an
+// app for the connection limit.
+type clientConn struct {
+	app atomic.Pointer[appState]
+}
+
+type clientConnKey struct{}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/dyno-platform/dyno/internal/certs"
 	"github.com/dyno-platform/dyno/internal/logplex"
 	"github.com/dyno-platform/dyno/internal/router"
 	"github.com/dyno-platform/dyno/internal/store"
@@ -28,6 +31,8 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	creds := fs.String("credentials", "", "file with the NATS credentials: `user:password`, or the password of user dyno (the server's DATA/nats-password)")
 	httpAddr := fs.String("http", ":8080", "HTTP listen address for apps")
 	domain := fs.String("domain", "localhost", "apps answer at <app>.<domain>")
+	httpsAddr := fs.String("https", "", "HTTPS listen address for apps (HTTP/2); needs --tls-dir")
+	tlsDir := fs.String("tls-dir", "", "a copy of the server's DATA/tls (the platform CA and its certificates), for --https")
 	metricsAddr := fs.String("metrics", "127.0.0.1:9101", "listen address of the Prometheus /metrics endpoint (empty: none)")
 	verbose := fs.Bool("verbose", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
@@ -45,7 +50,7 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := routerMain(ctx, routerFlags{*natsURL, *creds, *httpAddr, *domain, *metricsAddr}, stdout, log); err != nil {
+	if err := routerMain(ctx, routerFlags{*natsURL, *creds, *httpAddr, *httpsAddr, *tlsDir, *domain, *metricsAddr}, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "dyno router: %v\n", err)
 		return 1
 	}
@@ -53,7 +58,7 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 type routerFlags struct {
-	natsURL, creds, httpAddr, domain, metricsAddr string
+	natsURL, creds, httpAddr, httpsAddr, tlsDir, domain, metricsAddr string
 }
 
 func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.Logger) error {
@@ -63,6 +68,16 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 	user, password, err := readCredentials(f.creds)
 	if err != nil {
 		return err
+	}
+	var platformTLS *certs.Platform
+	if f.httpsAddr != "" {
+		// A router must serve the platform's CA, not make one of its own.
+		if _, err := os.Stat(filepath.Join(f.tlsDir, "ca.pem")); f.tlsDir == "" || err != nil {
+			return fmt.Errorf("--https needs --tls-dir with a copy of the server's DATA/tls (ca.pem, ca-key.pem, wildcard.pem, wildcard-key.pem)")
+		}
+		if platformTLS, err = certs.EnsurePlatform(f.tlsDir, f.domain, time.Now()); err != nil {
+			return err
+		}
 	}
 	httpLn, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
@@ -103,7 +118,7 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 5)
 	wg.Add(1)
 	go func() { defer wg.Done(); errs <- rtr.Run(runCtx) }()
 	serve := func(s *http.Server, ln net.Listener) {
@@ -122,6 +137,24 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 	}
 	wg.Add(1)
 	go serve(srv, httpLn)
+	if platformTLS != nil {
+		httpsLn, err := net.Listen("tcp", f.httpsAddr)
+		if err != nil {
+			stop()
+			wg.Wait()
+			return fmt.Errorf("listen for apps over HTTPS on %s: %w (use --https to pick another address)", f.httpsAddr, err)
+		}
+		defer httpsLn.Close()
+		tlsCerts := certs.NewManager(certs.ManagerConfig{Platform: platformTLS, Logger: log}, st)
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- tlsCerts.Run(runCtx) }()
+		httpsSrv := router.NewHTTPServer(rtr, router.ServerConfig{Logger: log})
+		httpsSrv.TLSConfig = tlsCerts.TLSConfig()
+		// Serve enables HTTP/2 on a TLS listener whose config offers h2.
+		wg.Add(1)
+		go serve(httpsSrv, tls.NewListener(httpsLn, httpsSrv.TLSConfig))
+		fmt.Fprintf(stdout, "HTTPS on %s\n", httpsLn.Addr())
+	}
 	if metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", rtr.MetricsHandler())

@@ -2,6 +2,8 @@ package dynotest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -114,10 +116,11 @@ func TestNoFailedRequestsWhileScalingAndRestarting(t *testing.T) {
 // against a real server and measures how fast a route change reaches it.
 func TestStandaloneRouterProcess(t *testing.T) {
 	p := Start(t, dynoBin)
-	ports := FreePorts(t, 2)
+	ports := FreePorts(t, 3)
 	cmd := exec.Command(dynoBin, "router", "--nats-url", "nats://"+p.NATS,
 		"--credentials", filepath.Join(p.DataDir, "nats-password"),
-		"--http", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--metrics", fmt.Sprintf("127.0.0.1:%d", ports[1]))
+		"--http", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--metrics", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--https", fmt.Sprintf("127.0.0.1:%d", ports[2]), "--tls-dir", filepath.Join(p.DataDir, "tls"))
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -217,5 +220,26 @@ func TestStandaloneRouterProcess(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if !strings.Contains(string(b), `dyno_router_requests_total{app="ghost",status="200",code=""}`) {
 		t.Errorf("router metrics lack ghost's requests:\n%s", b)
+	}
+
+	// HTTPS with the platform's CA, HTTP/2.
+	caPEM, err := os.ReadFile(filepath.Join(p.DataDir, "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "ghost.localhost"}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("https://127.0.0.1:%d/", ports[2]), nil)
+	req.Host = "ghost.localhost"
+	hresp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("HTTPS through the router process: %v\n%s", err, out.String())
+	}
+	hb, _ := io.ReadAll(hresp.Body)
+	hresp.Body.Close()
+	if string(hb) != "v10" || hresp.ProtoMajor != 2 {
+		t.Errorf("HTTPS through the router process: %q over HTTP/%d, want v10 over HTTP/2", hb, hresp.ProtoMajor)
 	}
 }

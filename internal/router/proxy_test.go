@@ -182,14 +182,15 @@ func TestDynoBreaksMidResponse(t *testing.T) {
 	e.waitTable("hello", upCount(1))
 	req, _ := http.NewRequest("GET", e.front.URL, nil)
 	req.Host = "hello.localhost"
-	resp, err := e.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err == nil || string(b) != "partial" {
-		t.Fatalf("client read %q, %v; want the partial body, then an error", b, err)
+	// The router buffers a response's first bytes (as Heroku's does, up to
+	// 1 MB): the client sees the partial body then an error, or only the
+	// error; never a complete response.
+	if resp, err := e.client.Do(req); err == nil {
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Fatalf("client read %q without an error; want the broken response to fail", b)
+		}
 	}
 	l := e.logs.next(t)
 	if !strings.HasPrefix(l.line.Message, `at=error code=H18 desc="Server Request Interrupted"`) ||

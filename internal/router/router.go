@@ -137,9 +137,12 @@ func New(cfg Config, st *store.Store) *Router {
 	}
 	r.table.Store(newTable(nil))
 	r.proxy = &httputil.ReverseProxy{
-		Rewrite:        r.rewrite,
-		Transport:      retryTransport{r},
-		FlushInterval:  -1, // flush every write: streams and events reach the client at once
+		Rewrite:   r.rewrite,
+		Transport: retryTransport{r},
+		// 0: ReverseProxy flushes at once for bodies of unknown length and for
+		// event streams, and otherwise lets the server buffer: -1 would cost
+		// a goroutine and a second write per response.
+		FlushInterval:  0,
 		BufferPool:     newBufferPool(1024, 32<<10),
 		ModifyResponse: r.modifyResponse,
 		ErrorHandler:   r.proxyError,

@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# Router benchmark (issue 4): the same 1 KB keep-alive Go backend measured
+# directly, through the Dyno router, through nginx and through HAProxy (both
+# from Debian's packages, installed here if missing), over HTTP keep-alive
+# and HTTPS (one self-signed ECDSA P-256 certificate shared by the three
+# proxies), with wrk: 1 thread, 32 connections, 10 s after a 2 s warm-up.
+#
+# CPU layout (PIN=1, the default, on a machine with 2+ CPUs): every proxy
+# runs alone on CPU 1 (the Dyno router gets GOMAXPROCS=1 from its affinity,
+# nginx one worker, HAProxy one thread); wrk and the backend share CPU 0.
+# The "cpu1" column shows whether the proxy's core was the bottleneck
+# (~100%) or the load generator's side was. PIN=0 lets everything float on
+# all CPUs, as in reference/perf.md's measurement.
+#
+# Moderate load: Debian has no wrk2, so there is no true fixed-rate run.
+# Instead wrk paces itself: PACE_CONNS connections that each wait PACE_MS
+# between responses (wrk's delay() hook), about 5k requests/s here, well
+# below every proxy's capacity; the added p50/p99 over the direct path is
+# reported from that run. A closed-loop run with LOW_CONNS=4 connections
+# (the other usual "moderate" setting) is printed as well.
+#
+# Finally the Dyno router runs once more with -cpuprofile under the same
+# HTTP load, and the top of the profile is printed.
+#
+# Run as root from anywhere: bash bench/router/run.sh
+# Only 127.0.0.1 is used; everything started is stopped on exit.
+# Results (table, raw wrk output, CPU profile) stay in $OUT.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ "$(id -u)" = 0 ] || { echo "run as root: the script installs packages and runs nginx and haproxy" >&2; exit 1; }
+
+DURATION=${DURATION:-10}     # seconds per measured run
+WARMUP=${WARMUP:-2}          # seconds of warm-up before each measured run
+CONNS=${CONNS:-32}           # connections of the throughput runs
+LOW_CONNS=${LOW_CONNS:-4}    # connections of the closed-loop low-concurrency runs
+PACE_CONNS=${PACE_CONNS:-16} # connections of the paced (moderate load) runs
+PACE_MS=${PACE_MS:-3}        # pause of each paced connection between requests
+PIN=${PIN:-1}
+PROFILE=${PROFILE:-1}
+OUT=${OUT:-/tmp/dyno-bench-router-$(date +%Y%m%d-%H%M%S)}
+HOSTHDR="Host: benchapp.localhost"
+
+TMP=$(mktemp -d /tmp/dyno-bench-router.XXXXXX)
+mkdir -p "$OUT"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools -------------------------------------------------------------------
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx)
+command -v haproxy >/dev/null || missing+=(haproxy)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} from Debian's packages..."
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+command -v wrk2 >/dev/null && echo "note: wrk2 is installed but this script uses wrk's paced mode for the moderate-load runs"
+go build -o "$TMP/backend" ./bench/router/backend
+go build -o "$TMP/dynorouter" ./bench/router/dynorouter
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj "/CN=benchapp.localhost" -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+cat "$TMP/cert.pem" "$TMP/key.pem" > "$TMP/combined.pem"
+
+# --- ports and CPUs ----------------------------------------------------------
+TAKEN=" "
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    case "$TAKEN" in *" $p "*) continue ;; esac
+    if ! ss -Htan "sport = :$p" | grep -q .; then TAKEN="$TAKEN$p "; echo "$p"; return; fi
+  done
+}
+BACK=$(free_port); DR_HTTP=$(free_port); DR_HTTPS=$(free_port); DR_PROF=$(free_port)
+NGX_HTTP=$(free_port); NGX_HTTPS=$(free_port); HAP_HTTP=$(free_port); HAP_HTTPS=$(free_port)
+
+NCPU=$(nproc)
+if [ "$PIN" = 1 ] && [ "$NCPU" -ge 2 ]; then
+  # Command prefixes, not functions: a backgrounded function would be a
+  # subshell, and $! its PID rather than the program's.
+  LOAD=(taskset -c 0); BACKEND=(taskset -c 0); PROXY=(taskset -c 1)
+  LAYOUT="wrk + backend on CPU 0, proxy alone on CPU 1"
+else
+  LOAD=(); BACKEND=(); PROXY=()
+  LAYOUT="no pinning: wrk, backend and proxy share all $NCPU CPUs"
+fi
+
+wait_http() { # url [curl args...]: wait until it answers 200, at most 10 s
+  local url=$1; shift
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -k -o /dev/null -w '%{http_code}' -H "$HOSTHDR" "$@" "$url" || true)" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "no 200 from $url after 10 s" >&2; return 1
+}
+
+# --- backend and proxies -----------------------------------------------------
+"${BACKEND[@]}" "$TMP/backend" -listen "127.0.0.1:$BACK" > "$TMP/backend.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$BACK/"
+
+start_router() { # http https logfile [extra flags...]
+  local http=$1 https=$2 log=$3; shift 3
+  "${PROXY[@]}" "$TMP/dynorouter" -backend "127.0.0.1:$BACK" -http "127.0.0.1:$http" \
+    -https "127.0.0.1:$https" -cert "$TMP/cert.pem" -key "$TMP/key.pem" "$@" > "$log" 2>&1 &
+  PIDS+=($!)
+  ROUTER_PID=$!
+  for _ in $(seq 1 150); do grep -q '^ready' "$log" && return 0; kill -0 "$ROUTER_PID" 2>/dev/null || break; sleep 0.1; done
+  echo "the Dyno router did not start:" >&2; cat "$log" >&2; return 1
+}
+start_router "$DR_HTTP" "$DR_HTTPS" "$TMP/dynorouter.log"
+
+mkdir -p "$TMP/nginx"
+cat > "$TMP/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+user root;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  upstream dyno {
+    server 127.0.0.1:$BACK;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGX_HTTP;
+    listen 127.0.0.1:$NGX_HTTPS ssl;
+    ssl_certificate $TMP/cert.pem;
+    ssl_certificate_key $TMP/key.pem;
+    location / {
+      proxy_pass http://dyno;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      # The headers the Dyno router adds, so that every proxy does the same work.
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Port \$server_port;
+      proxy_set_header X-Request-Id \$request_id;
+      proxy_set_header X-Request-Start \$msec;
+    }
+  }
+}
+EOF
+"${PROXY[@]}" nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" > "$TMP/nginx/stdout.log" 2>&1 &
+PIDS+=($!)
+
+cat > "$TMP/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 120s
+  http-reuse always
+  option forwardfor
+frontend web
+  bind 127.0.0.1:$HAP_HTTP
+  bind 127.0.0.1:$HAP_HTTPS ssl crt $TMP/combined.pem
+  # The headers the Dyno router adds, so that every proxy does the same work.
+  unique-id-format %{+X}o%ci%cp%fi%fp%Ts%rt%pid
+  http-request set-header X-Request-Id %[unique-id]
+  http-request set-header X-Forwarded-Proto https if { ssl_fc }
+  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request set-header X-Request-Start t=%Ts
+  default_backend dyno
+backend dyno
+  server web1 127.0.0.1:$BACK maxconn 1000
+EOF
+"${PROXY[@]}" haproxy -db -f "$TMP/haproxy.cfg" > "$TMP/haproxy.log" 2>&1 &
+PIDS+=($!)
+
+for url in "http://127.0.0.1:$NGX_HTTP/" "https://127.0.0.1:$NGX_HTTPS/" "http://127.0.0.1:$HAP_HTTP/" \
+  "https://127.0.0.1:$HAP_HTTPS/" "http://127.0.0.1:$DR_HTTP/" "https://127.0.0.1:$DR_HTTPS/"; do
+  wait_http "$url" || { cat "$TMP/nginx/error.log" "$TMP/haproxy.log" >&2 2>/dev/null; exit 1; }
+done
+
+# --- measuring ---------------------------------------------------------------
+cat > "$TMP/report.lua" <<'EOF'
+local pace = tonumber(os.getenv("WRK_PACE_MS") or "0")
+if pace > 0 then
+  function delay() return pace end
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %.0f %.3f %.3f %.3f %d %d %d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, latency.mean / 1000, summary.requests,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+EOF
+
+cpu_busy() { # prints "busy total" jiffies for each CPU, one per line
+  awk '/^cpu[0-9]/ {busy=$2+$3+$4+$7+$8; print busy, busy+$5+$6}' /proc/stat
+}
+cpu_pct() { # before after: "cpu0% cpu1% ..."
+  paste -d' ' <(echo "$1") <(echo "$2") | awk '{ if ($4 > $2) printf "%d%% ", 100*($3-$1)/($4-$2); else printf "-%% " }'
+}
+
+RESULTS="$OUT/results.txt"
+: > "$RESULTS"
+measure() { # mode(peak|low|paced) name url
+  local mode=$1 name=$2 url=$3 conns=$CONNS pace=0
+  case "$mode" in low) conns=$LOW_CONNS ;; paced) conns=$PACE_CONNS; pace=$PACE_MS ;; esac
+  "${LOAD[@]}" env WRK_PACE_MS="$pace" wrk -t1 -c"$conns" -d"${WARMUP}s" -H "$HOSTHDR" -s "$TMP/report.lua" "$url" > /dev/null
+  local before after
+  before=$(cpu_busy)
+  "${LOAD[@]}" env WRK_PACE_MS="$pace" wrk -t1 -c"$conns" -d"${DURATION}s" -H "$HOSTHDR" -s "$TMP/report.lua" "$url" \
+    > "$OUT/wrk-$mode-$name.txt"
+  after=$(cpu_busy)
+  local line
+  line=$(grep '^RESULT' "$OUT/wrk-$mode-$name.txt" | cut -d' ' -f2-)
+  echo "$mode $name $line $(cpu_pct "$before" "$after")" >> "$RESULTS"
+  echo "  $mode $name: $line" | awk '{printf "  %-6s %-14s %8s rps  p50 %s ms  p99 %s ms  errors %s non2xx %s\n", $1, $2, $3, $4, $5, $8, $9}'
+}
+
+TARGETS=(
+  "direct-http http://127.0.0.1:$BACK/"
+  "dyno-http http://127.0.0.1:$DR_HTTP/"
+  "nginx-http http://127.0.0.1:$NGX_HTTP/"
+  "haproxy-http http://127.0.0.1:$HAP_HTTP/"
+  "dyno-https https://127.0.0.1:$DR_HTTPS/"
+  "nginx-https https://127.0.0.1:$NGX_HTTPS/"
+  "haproxy-https https://127.0.0.1:$HAP_HTTPS/"
+)
+echo "layout: $LAYOUT; wrk -t1: $CONNS conns (peak), $PACE_CONNS conns paced ${PACE_MS} ms (moderate), $LOW_CONNS conns (low); ${WARMUP}s warm-up + ${DURATION}s each"
+for mode in peak paced low; do
+  for t in "${TARGETS[@]}"; do measure "$mode" $t; done
+done
+
+# --- report ------------------------------------------------------------------
+{
+  echo
+  echo "Router benchmark, $(date -u +%FT%TZ), $(nproc) CPUs, $LAYOUT"
+  echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), $(go version | awk '{print $3}'), 1 KB body, HTTP/1.1 keep-alive"
+  echo
+  awk -v conns="$CONNS" -v pconns="$PACE_CONNS" -v pms="$PACE_MS" -v lconns="$LOW_CONNS" '
+    { mode=$1; name=$2; rps[mode,name]=$3; p50[mode,name]=$4; p99[mode,name]=$5; err[mode,name]=$8+$9
+      cpu[mode,name]=""; for (i=10; i<=NF; i++) cpu[mode,name]=cpu[mode,name] " " $i
+      if (!(name in seen)) { seen[name]=1; order[++n]=name } }
+    function row(mode, name) {
+      printf "| %-13s | %9s | %7.3f | %7.3f | %6d | %-10s |\n", name, rps[mode,name], p50[mode,name], p99[mode,name], err[mode,name], cpu[mode,name]
+    }
+    function table(mode, title) {
+      print title
+      print "| path          | req/s     | p50 ms  | p99 ms  | errors | cpu0 cpu1  |"
+      print "|---------------|-----------|---------|---------|--------|------------|"
+      for (i=1; i<=n; i++) row(mode, order[i])
+      print ""
+    }
+    function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a/b) : "-" }
+    END {
+      table("peak", "Throughput: wrk -t1 -c" conns)
+      table("paced", "Moderate load: wrk -t1 -c" pconns " paced " pms " ms between requests per connection (no wrk2 in Debian)")
+      table("low", "Low concurrency: wrk -t1 -c" lconns " closed loop")
+      print "Ratios of requests/s (throughput run):"
+      printf "  HTTP : router/nginx %s, router/HAProxy %s, router/direct %s\n", ratio(rps["peak","dyno-http"], rps["peak","nginx-http"]), ratio(rps["peak","dyno-http"], rps["peak","haproxy-http"]), ratio(rps["peak","dyno-http"], rps["peak","direct-http"])
+      printf "  HTTPS: router/nginx %s, router/HAProxy %s\n", ratio(rps["peak","dyno-https"], rps["peak","nginx-https"]), ratio(rps["peak","dyno-https"], rps["peak","haproxy-https"])
+      print ""
+      print "Added latency over the direct path (HTTP direct as the base for HTTPS too), ms:"
+      print "| proxy         | paced +p50 | paced +p99 | c" lconns " +p50 | c" lconns " +p99 |"
+      print "|---------------|------------|------------|--------|--------|"
+      for (i=1; i<=n; i++) { name=order[i]; if (name == "direct-http") continue
+        printf "| %-13s | %10.3f | %10.3f | %6.3f | %6.3f |\n", name, p50["paced",name]-p50["paced","direct-http"], p99["paced",name]-p99["paced","direct-http"], p50["low",name]-p50["low","direct-http"], p99["low",name]-p99["low","direct-http"] }
+    }' "$RESULTS"
+} | tee "$OUT/table.md"
+
+# --- profile -----------------------------------------------------------------
+if [ "$PROFILE" = 1 ]; then
+  echo
+  echo "CPU profile of the Dyno router under wrk -t1 -c$CONNS over HTTP (${DURATION}s):"
+  kill -TERM "$ROUTER_PID"; wait "$ROUTER_PID" 2>/dev/null || true
+  PROF_HTTPS=$(free_port)
+  start_router "$DR_PROF" "$PROF_HTTPS" "$TMP/dynorouter-prof.log" -cpuprofile "$OUT/router.cpu.pprof"
+  "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "$HOSTHDR" "http://127.0.0.1:$DR_PROF/" > /dev/null
+  "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$HOSTHDR" "http://127.0.0.1:$DR_PROF/" > "$OUT/wrk-profiled.txt"
+  echo "  (with the profiler on: $(awk '/Requests\/sec/ {print $2}' "$OUT/wrk-profiled.txt") req/s)"
+  kill -TERM "$ROUTER_PID"; wait "$ROUTER_PID" 2>/dev/null || true
+  cp "$TMP/dynorouter" "$OUT/dynorouter"
+  go tool pprof -top -nodecount=35 "$OUT/dynorouter" "$OUT/router.cpu.pprof" 2>/dev/null | tee "$OUT/profile-top.txt" | sed -n '1,45p'
+  go tool pprof -top -cum -nodecount=45 "$OUT/dynorouter" "$OUT/router.cpu.pprof" > "$OUT/profile-cum.txt" 2>/dev/null || true
+  echo "  cumulative view: $OUT/profile-cum.txt; explore: go tool pprof -http=127.0.0.1:0 $OUT/dynorouter $OUT/router.cpu.pprof"
+fi
+echo
+echo "results in $OUT"

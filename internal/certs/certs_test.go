@@ -13,6 +13,7 @@ import (
 
 	"github.com/dyno-platform/dyno/internal/model"
 	"github.com/dyno-platform/dyno/internal/store"
+	"github.com/dyno-platform/dyno/internal/store/storetest"
 )
 
 var t0 = time.Date(2026, 11, 26, 14, 0, 0, 0, time.UTC)
@@ -214,23 +215,7 @@ func TestMatches(t *testing.T) {
 }
 
 func testStore(t *testing.T) *store.Store {
-	t.Helper()
-	srv, err := store.StartServer(store.ServerConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", User: "u", Password: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := store.Open(ctx, nc, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _ := storetest.New(t)
 	return st
 }
 

@@ -17,6 +17,9 @@ import (
 // proxy's hooks (rewrite, round trip, response, error) find it in the
 // request context.
 type reqState struct {
+	// The inbound request's context; reqState is the context the proxy
+	// sees, which saves a context.WithValue per request (Value below).
+	context.Context
 	req       *http.Request // inbound
 	w         responseWriter
 	host      string // Host without port
@@ -53,6 +56,14 @@ const (
 )
 
 type stateKey struct{}
+
+// Value makes a reqState the context of its own request.
+func (s *reqState) Value(key any) any {
+	if _, ok := key.(stateKey); ok {
+		return s
+	}
+	return s.Context.Value(key)
+}
 
 func stateOf(ctx context.Context) *reqState {
 	s, _ := ctx.Value(stateKey{}).(*reqState)
@@ -216,7 +227,7 @@ func (r *Router) rewrite(pr *httputil.ProxyRequest) {
 	// One backing array for the header values: fewer allocations per request.
 	v := &s.hdr
 	v[0], v[1], v[2] = s.fwd, scheme(pr.In), localPort(pr.In)
-	v[3], v[4], v[5] = s.requestID, strconv.FormatInt(s.start.UnixMilli(), 10), "1.1 dyno"
+	v[4], v[5] = strconv.FormatInt(s.start.UnixMilli(), 10), "1.1 dyno"
 	h := out.Header
 	h["X-Forwarded-For"] = v[0:1:1]
 	h["X-Forwarded-Proto"] = v[1:2:2]
@@ -314,7 +325,16 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 // newDyno makes the state of a dyno that came up, with its own pool of
 // kept-alive connections.
 func (r *Router) newDyno(key, name, endpoint string) *dyno {
-	return &dyno{key: key, name: name, endpoint: endpoint, transport: r.newTransport()}
+	d := &dyno{key: key, name: name, endpoint: endpoint}
+	d.transport = &upstream{
+		addr:      endpoint,
+		dial:      r.dialDyno,
+		firstByte: r.cfg.FirstByteTimeout,
+		idle:      r.cfg.IdleTimeout,
+		gone:      &d.gone,
+		fallback:  r.newTransport(),
+	}
+	return d
 }
 
 // newAppState makes and registers the counters of an app.
@@ -341,18 +361,27 @@ func (r *Router) newTransport() *http.Transport {
 	}
 }
 
-// dial connects to a dyno, measures the time it took for the log line, and
-// marks failures as dialError so the round trip may retry elsewhere. The
-// connection times out after IdleTimeout without a byte either way (H15).
-func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+// dialDyno connects to a dyno, measures the time it took for the log line,
+// and marks failures as dialError so the round trip may retry elsewhere.
+func (r *Router) dialDyno(ctx context.Context, addr string) (net.Conn, error) {
 	start := r.now()
-	c, err := r.dialer.DialContext(ctx, network, addr)
-	// The transport keeps the request's context values for its dials.
+	c, err := r.dialer.DialContext(ctx, "tcp", addr)
+	// The request's context reaches the dial (Transport keeps its values).
 	if s := stateOf(ctx); s != nil {
 		s.connect.Store(int64(r.now().Sub(start)))
 	}
 	if err != nil {
 		return nil, &dialError{addr: addr, err: err}
+	}
+	return c, nil
+}
+
+// dial is the fallback Transport's dialer: the connection times out after
+// IdleTimeout without a byte either way (H15).
+func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := r.dialDyno(ctx, addr)
+	if err != nil {
+		return nil, err
 	}
 	ic := &idleConn{Conn: c, idle: int64(r.cfg.IdleTimeout)}
 	ic.touch()

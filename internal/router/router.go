@@ -87,6 +87,7 @@ type Router struct {
 	metrics  routerMetrics // router-wide counters
 	// custom maps custom domains to app names (domains.go).
 	custom atomic.Pointer[customHosts]
+	ids    requestIDs
 }
 
 const (
@@ -135,6 +136,7 @@ func New(cfg Config, st *store.Store) *Router {
 		ready:  make(chan struct{}),
 		dialer: net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second},
 	}
+	r.ids.init()
 	r.table.Store(newTable(nil))
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:   r.rewrite,
@@ -186,15 +188,17 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	s := &reqState{req: req, host: host, name: name, start: start, app: a}
+	s := &reqState{Context: req.Context(), req: req, host: host, name: name, start: start, app: a}
 	s.rc = *http.NewResponseController(w)
 	s.w = responseWriter{ResponseWriter: w, rctl: &s.rc, idle: int64(r.cfg.IdleTimeout)}
 	s.requestID = req.Header.Get("X-Request-Id")
 	if !validRequestID(s.requestID) {
-		s.requestID = newRequestID()
+		s.requestID = r.ids.next()
 	}
 	s.fwd = forwardedFor(req)
-	w.Header().Set("X-Request-Id", s.requestID)
+	// The value's backing array is the one rewrite sends to the dyno.
+	s.hdr[3] = s.requestID
+	w.Header()["X-Request-Id"] = s.hdr[3:4:4]
 
 	st := a.state
 	st.inflight.Add(1)
@@ -246,7 +250,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		r.finish(s)
 	}()
-	r.proxy.ServeHTTP(&s.w, req.WithContext(context.WithValue(req.Context(), stateKey{}, s)))
+	r.proxy.ServeHTTP(&s.w, req.WithContext(s)) // s is the context: no extra value layer
 }
 
 // admit applies the checks made before a request may go to a dyno: the

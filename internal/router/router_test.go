@@ -531,8 +531,10 @@ func TestRequestIDs(t *testing.T) {
 		}
 	}
 	seen := map[string]bool{}
+	var ids requestIDs
+	ids.init()
 	for range 100 {
-		id := newRequestID()
+		id := ids.next()
 		if seen[id] || !validRequestID(id) || len(id) != 36 {
 			t.Fatalf("newRequestID() = %q: repeated or invalid", id)
 		}

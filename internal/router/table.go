@@ -3,7 +3,6 @@ package router
 import (
 	"cmp"
 	"context"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,10 +49,10 @@ type app struct {
 // swaps; it gets its own connection pool so the idle connections of a
 // dyno that left the table can be closed without touching the others.
 type dyno struct {
-	key       string // status key + endpoint
-	name      string // web.1
-	endpoint  string // ip:port
-	transport *http.Transport
+	key       string    // status key + endpoint
+	name      string    // web.1
+	endpoint  string    // ip:port
+	transport *upstream // nil in the builder's own tests
 
 	outstanding atomic.Int64 // requests this router has sent it and not finished
 	quarantine  atomic.Int64 // unix ns until which connects are not tried

@@ -14,8 +14,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/dyno-platform/dyno/internal/cli"
+	"github.com/dyno-platform/dyno/internal/metering"
 	"github.com/dyno-platform/dyno/internal/runtime"
 	"github.com/dyno-platform/dyno/internal/server"
 )
@@ -52,6 +54,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Float64Var(&cfg.CrashBackoffScale, "crash-backoff-scale", 1, "scale of Heroku's crash cool-offs (20, 40, 60, 180, 320 min)")
 	fs.StringVar(&cfg.DynoNetwork, "dyno-network", "", "IPv4 range for dyno addresses, one /30 each (default: a /16 in 10.128.0.0/10 picked from the host ID)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", "", "listen address of the router's Prometheus /metrics (e.g. 127.0.0.1:9101; default none)")
+	cfg.Billing = metering.DefaultConfig()
+	fs.Float64Var(&cfg.Billing.FreeHours, "free-dyno-hours", cfg.Billing.FreeHours, "free dyno-hours per app per calendar month (UTC), used before any charge")
+	prices := fs.String("dyno-prices", "", "monthly price per dyno by size, over Heroku's defaults (eco=5,basic=7,standard-1X=25,standard-2X=50,performance-M=250,performance-L=500); hourly = monthly/720, capped at monthly")
+	fs.DurationVar(&cfg.UsageCheckpoint, "usage-checkpoint", time.Minute, "how often running dynos' time is recorded: a host that dies is billed up to its last checkpoint")
 	verbose := fs.Bool("verbose", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -62,6 +68,14 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dyno server: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if *prices != "" {
+		p, err := metering.ParsePrices(cfg.Billing.MonthlyPrices, *prices)
+		if err != nil {
+			fmt.Fprintf(stderr, "dyno server: --dyno-prices: %v\n", err)
+			return 2
+		}
+		cfg.Billing.MonthlyPrices = p
 	}
 	level := slog.LevelInfo
 	if *verbose {

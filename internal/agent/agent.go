@@ -67,6 +67,13 @@ type Config struct {
 	// sampled (2 s); MetricsPeriod how often R14 and metrics lines are
 	// logged at most (20 s, as Heroku).
 	MonitorInterval, MetricsPeriod time.Duration
+	// Usage receives the dynos' usage segments; the store's usage stream
+	// when nil. UsageCheckpoint is how often a running dyno's time is
+	// written (60 s): a host that dies is billed up to its last one.
+	// UsageFlushTimeout is how long an ended dyno's last segments are
+	// retried before the time is given up (30 s).
+	Usage                              UsageSink
+	UsageCheckpoint, UsageFlushTimeout time.Duration
 }
 
 // Agent runs the dynos assigned to one host.
@@ -77,6 +84,7 @@ type Agent struct {
 	slugs *slugCache
 	ports *numberPool
 	uids  *numberPool
+	usage UsageSink
 
 	mu      sync.Mutex
 	runners map[string]*runner // by dyno ID; guarded by mu
@@ -118,6 +126,16 @@ func New(cfg Config, st *store.Store) *Agent {
 	if cfg.MetricsPeriod == 0 {
 		cfg.MetricsPeriod = 20 * time.Second
 	}
+	if cfg.UsageCheckpoint <= 0 {
+		cfg.UsageCheckpoint = time.Minute
+	}
+	if cfg.UsageFlushTimeout <= 0 {
+		cfg.UsageFlushTimeout = 30 * time.Second
+	}
+	var usage UsageSink = st.Usage
+	if cfg.Usage != nil {
+		usage = cfg.Usage
+	}
 	if cfg.UIDMin == 0 {
 		cfg.UIDMin, cfg.UIDMax = 200000, 299999
 	}
@@ -134,6 +152,7 @@ func New(cfg Config, st *store.Store) *Agent {
 		slugs:   newSlugCache(filepath.Join(cfg.DataDir, "slugs"), st.Slugs, cfg.SlugGID),
 		ports:   newPortPool(cfg.PortMin, cfg.PortMax),
 		uids:    newNumberPool("user ID", cfg.UIDMin, cfg.UIDMax, nil),
+		usage:   usage,
 		runners: map[string]*runner{},
 	}
 }

@@ -120,10 +120,14 @@ func (r *runner) run(ctx context.Context) {
 		giveBack()
 	})
 	defer release()
+	// Billing counts from here, the process started, to its end.
+	usage := r.startUsage(r.a.cfg.Now())
+	defer usage.wait()
 	exited := make(chan runtime.Result, 1)
 	waited := make(chan struct{})
 	go func() {
 		res := dyno.Wait()
+		usage.end(r.a.cfg.Now())
 		close(waited)
 		exited <- res
 	}()

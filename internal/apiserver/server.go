@@ -60,8 +60,10 @@ type Config struct {
 	// CACertPEM is the platform CA's certificate, served at GET /ca.pem
 	// without auth; empty when the server runs without HTTPS.
 	CACertPEM []byte
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Meter answers usage and invoices; without one those endpoints 404.
+	Meter  Meter
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Server serves the Platform API.
@@ -195,6 +197,10 @@ func (s *Server) routes() {
 	api("PATCH /apps/{app}/sni-endpoints/{sni}", s.patchSNI)
 	api("DELETE /apps/{app}/sni-endpoints/{sni}", s.deleteSNI)
 	secret("GET /ca.pem", s.getCA)
+
+	api("GET /apps/{app}/usage", s.getUsage)
+	api("GET /account/invoices", s.listInvoices)
+	api("GET /account/invoices/{month}", s.getInvoice)
 	api("/", func(w http.ResponseWriter, r *http.Request) error {
 		return notFound("The requested API endpoint was not found. Are you using the right HTTP verb (" + r.Method + ") and path?")
 	})

@@ -109,6 +109,7 @@ func (s *session) rootCommand() *cobra.Command {
 		s.releasesCommand(), s.releasesInfoCommand(),
 		s.domainsCommand(), s.domainsAddCommand(), s.domainsRemoveCommand(),
 		s.certsCommand(), s.certsAddCommand(), s.certsRemoveCommand(), s.certsCACommand(),
+		s.usageCommand(), s.invoicesCommand(), s.invoiceCommand(),
 		s.loginCommand(), s.logoutCommand(), s.versionCommand(), serverCommand(),
 	)
 	return root

@@ -45,6 +45,9 @@ func (s *session) psCommand() *cobra.Command {
 			}
 			dynos = keep
 		}
+		if line := s.quotaLine(cmd.Context(), c, name); line != "" {
+			fmt.Fprintf(s.stdout, "%s\n\n", line)
+		}
 		if len(dynos) == 0 {
 			fmt.Fprintf(s.stdout, "No dynos on %s\n", name)
 			return nil

@@ -28,6 +28,7 @@ import (
 	"github.com/dyno-platform/dyno/internal/certs"
 	"github.com/dyno-platform/dyno/internal/logplex"
 	"github.com/dyno-platform/dyno/internal/manifold"
+	"github.com/dyno-platform/dyno/internal/metering"
 	"github.com/dyno-platform/dyno/internal/router"
 	"github.com/dyno-platform/dyno/internal/runtime"
 	"github.com/dyno-platform/dyno/internal/store"
@@ -58,6 +59,12 @@ type Config struct {
 	// CrashBackoffScale scales Heroku's crash cool-offs (1 = 20 min after
 	// the second crash; 0.01 = 12 s).
 	CrashBackoffScale float64
+	// Billing prices dyno time (free hours, monthly prices per size);
+	// metering.DefaultConfig() when its MonthlyPrices is nil.
+	Billing metering.Config
+	// UsageCheckpoint is how often running dynos' time is recorded (60 s
+	// when 0): a host that dies is billed up to its last checkpoint.
+	UsageCheckpoint time.Duration
 	// Out receives the start-up banner (API URL, where the key is).
 	Out    io.Writer
 	Logger *slog.Logger
@@ -156,9 +163,14 @@ func Run(ctx context.Context, cfg Config) error {
 		publicURL = "http://" + reachable(apiLn.Addr().String())
 	}
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
+	billing := cfg.Billing
+	if billing.MonthlyPrices == nil {
+		billing = metering.DefaultConfig()
+	}
+	meter := metering.NewMeter(billing, st.Usage, st.Invoices, nil, log)
 	api := apiserver.New(apiserver.Config{
 		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, AdminKey: adminKey, Logger: log,
-		CACertPEM: platformTLS.CAPEM,
+		CACertPEM: platformTLS.CAPEM, Meter: meter,
 	}, st, logs, build.New(st, logs, log))
 	defer api.Close()
 	rtr := router.New(router.Config{Domain: cfg.Domain, Logs: logs, Logger: log}, st)
@@ -169,7 +181,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ag := agent.New(agent.Config{
 		HostID: hostID, Address: "127.0.0.1", DataDir: filepath.Join(dataDir, "agent"), Runtime: rt, Logs: logs,
-		Logger: log, MemoryMB: memoryMB, CPUs: goruntime.NumCPU(),
+		Logger: log, MemoryMB: memoryMB, CPUs: goruntime.NumCPU(), UsageCheckpoint: cfg.UsageCheckpoint,
 	}, st)
 
 	apiSrv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -237,6 +249,7 @@ func Run(ctx context.Context, cfg Config) error {
 		stopMetrics = start("router metrics", serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, metricsLn))
 		fmt.Fprintf(cfg.Out, "  Metrics: http://%s/metrics\n", metricsLn.Addr())
 	}
+	stopMeter := start("meter", meter.Run)
 	stopAPI := start("api", serve(apiSrv, apiLn))
 	stopAgent := start("agent", ag.Run)
 	stopManifold := start("manifold", mf.Run)
@@ -267,6 +280,7 @@ func Run(ctx context.Context, cfg Config) error {
 	stopHTTPS()
 	stopCerts()
 	stopAPI()
+	stopMeter()
 	stopRouterWatch()
 	wg.Wait()
 	log.Info("stopped: every dyno is down; the next start on this data dir brings them back")

@@ -32,6 +32,12 @@ type Store struct {
 	// Domains and Certs are written by the API; routers read them.
 	Domains Bucket[model.Domain]      // model.DomainKey(hostname)
 	Certs   Bucket[model.Certificate] // model.CertificateKey(appID, id)
+	// Invoices are the account's issued monthly invoices, key "2026-11",
+	// written once by the meter when a month is frozen.
+	Invoices Bucket[model.Invoice]
+	// Usage is the stream of dyno usage segments: agents append, the
+	// meter reads.
+	Usage Usage
 
 	// Sources holds uploaded source tarballs; Slugs holds built slugs.
 	Sources Blobs
@@ -56,7 +62,7 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 	}{
 		{"apps", 1, nil}, {"app-names", 1, nil}, {"releases", 1, nil}, {"formations", 1, nil},
 		{"assignments", 1, nil}, {"statuses", 1, nil}, {"hosts", 1, nil},
-		{"domains", 1, nil}, {"certs", 1, nil},
+		{"domains", 1, nil}, {"certs", 1, nil}, {"invoices", 1, nil},
 	}
 	opened := make(map[string]jetstream.KeyValue, len(kvs))
 	for _, b := range kvs {
@@ -80,6 +86,10 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 	s.Hosts = Bucket[model.Host]{opened["hosts"]}
 	s.Domains = Bucket[model.Domain]{opened["domains"]}
 	s.Certs = Bucket[model.Certificate]{opened["certs"]}
+	s.Invoices = Bucket[model.Invoice]{opened["invoices"]}
+	if s.Usage, err = openUsage(ctx, js, replicas); err != nil {
+		return nil, err
+	}
 
 	for _, o := range []struct {
 		name string

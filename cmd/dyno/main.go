@@ -58,6 +58,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Float64Var(&cfg.Billing.FreeHours, "free-dyno-hours", cfg.Billing.FreeHours, "free dyno-hours per app per calendar month (UTC), used before any charge")
 	prices := fs.String("dyno-prices", "", "monthly price per dyno by size, over Heroku's defaults (eco=5,basic=7,standard-1X=25,standard-2X=50,performance-M=250,performance-L=500); hourly = monthly/720, capped at monthly")
 	fs.DurationVar(&cfg.UsageCheckpoint, "usage-checkpoint", time.Minute, "how often running dynos' time is recorded: a host that dies is billed up to its last checkpoint")
+	fs.IntVar(&cfg.LogHistory, "log-history", 1500, "log lines kept per app, across restarts and redeploys")
 	verbose := fs.Bool("verbose", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -239,6 +239,13 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.undo("release", s.st.Releases.Delete(ctx, e.Key, 0))
 	}
+	drains, err := s.st.Drains.List(ctx, app.ID+".>")
+	if err != nil {
+		s.log.Error("list drains of deleted app", "app", app.Name, "err", err)
+	}
+	for _, e := range drains {
+		s.undo("drain", s.st.Drains.Delete(ctx, e.Key, 0))
+	}
 	s.undo("logs", s.logs.Purge(ctx, app.ID))
 	s.deleteAppTLS(ctx, app.ID)
 	return writeJSON(w, http.StatusOK, s.appJSON(app))

@@ -72,7 +72,7 @@ func (s *Server) createLogSession(w http.ResponseWriter, r *http.Request) error 
 	if lines < 0 {
 		return invalid("Lines must be 0 or more (0 shows no history; with tail, only new lines).")
 	}
-	lines = min(lines, maxLines) // as Heroku does: more is not an error
+	lines = min(lines, max(maxLines, s.logs.History())) // as Heroku does: more is not an error
 	dyno := body.DynoName
 	for _, d := range []string{body.Dyno, body.Type} {
 		if dyno == "" {

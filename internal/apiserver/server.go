@@ -61,7 +61,9 @@ type Config struct {
 	// without auth; empty when the server runs without HTTPS.
 	CACertPEM []byte
 	// Meter answers usage and invoices; without one those endpoints 404.
-	Meter  Meter
+	Meter Meter
+	// Drains reports drain health; without it drains show health null.
+	Drains DrainHealth
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -184,6 +186,10 @@ func (s *Server) routes() {
 
 	api("POST /apps/{app}/log-sessions", s.createLogSession)
 	secret("GET /log-sessions/{id}", s.streamLogSession)
+
+	api("GET /apps/{app}/log-drains", s.listDrains)
+	api("POST /apps/{app}/log-drains", s.createDrain)
+	api("DELETE /apps/{app}/log-drains/{drain...}", s.deleteDrain)
 
 	api("GET /dyno-sizes", s.listSizes)
 

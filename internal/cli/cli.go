@@ -108,6 +108,7 @@ func (s *session) rootCommand() *cobra.Command {
 		s.configCommand(), s.configGetCommand(), s.configSetCommand(), s.configUnsetCommand(),
 		s.releasesCommand(), s.releasesInfoCommand(),
 		s.domainsCommand(), s.domainsAddCommand(), s.domainsRemoveCommand(),
+		s.drainsCommand(), s.drainsAddCommand(), s.drainsRemoveCommand(),
 		s.certsCommand(), s.certsAddCommand(), s.certsRemoveCommand(), s.certsCACommand(),
 		s.usageCommand(), s.invoicesCommand(), s.invoiceCommand(),
 		s.loginCommand(), s.logoutCommand(), s.versionCommand(), serverCommand(),

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,7 +15,7 @@ import (
 func (s *session) logsCommand() *cobra.Command {
 	var (
 		dyno, ptype, source string
-		tail                bool
+		tail, asJSON        bool
 		lines               int
 	)
 	cmd := &cobra.Command{
@@ -41,7 +43,11 @@ func (s *session) logsCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		enc := json.NewEncoder(s.stdout)
 		err = c.StreamLogSession(cmd.Context(), sess.LogplexURL, func(line string) error {
+			if asJSON {
+				return enc.Encode(parseLogLine(line))
+			}
 			_, err := fmt.Fprintln(s.stdout, line)
 			return err
 		})
@@ -59,8 +65,35 @@ func (s *session) logsCommand() *cobra.Command {
 	f.StringVarP(&ptype, "process-type", "p", "", "only this process type")
 	f.StringVar(&ptype, "ps", "", "same as --process-type")
 	f.StringVarP(&source, "source", "s", "", "only this source: app or heroku")
+	f.BoolVar(&asJSON, "json", false, "one JSON object per line: time, source, dyno, message")
 	// The heroku CLI's other names for the same flags.
 	_ = f.MarkHidden("dyno-name")
 	_ = f.MarkHidden("ps")
 	return cmd
+}
+
+// logLineJSON is a log line as --json prints it.
+type logLineJSON struct {
+	Time    string `json:"time"`
+	Source  string `json:"source"`
+	Dyno    string `json:"dyno,omitempty"`
+	Message string `json:"message"`
+}
+
+// parseLogLine splits logplex's "TIME SOURCE[DYNO]: MESSAGE"; a line of
+// another shape is all message.
+func parseLogLine(line string) logLineJSON {
+	ts, rest, ok := strings.Cut(line, " ")
+	if !ok {
+		return logLineJSON{Message: line}
+	}
+	head, msg, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return logLineJSON{Message: line}
+	}
+	out := logLineJSON{Time: ts, Source: head, Message: msg}
+	if i := strings.IndexByte(head, '['); i > 0 && strings.HasSuffix(head, "]") {
+		out.Source, out.Dyno = head[:i], head[i+1:len(head)-1]
+	}
+	return out
 }

@@ -31,7 +31,11 @@ type Config struct {
 	History int
 	// Replicas is the stream's replication factor (1 on one node).
 	Replicas int
-	Logger   *slog.Logger
+	// TailBuffer is how many live lines wait for a slow tail client
+	// before it skips ahead with an L11 line (1024).
+	TailBuffer int
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Filter selects lines: Dyno is a dyno name (web.1) or a process type (web),
@@ -50,6 +54,7 @@ func (f Filter) Match(l model.LogLine) bool {
 type Logplex struct {
 	js      jetstream.JetStream
 	log     *slog.Logger
+	cfg     Config
 	dropped atomic.Int64
 }
 
@@ -63,6 +68,12 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Logplex, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.TailBuffer <= 0 {
+		cfg.TailBuffer = 1024
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              Stream,
@@ -78,8 +89,11 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Logplex, err
 	if err != nil {
 		return nil, fmt.Errorf("open log stream: %w", err)
 	}
-	return &Logplex{js: js, log: cfg.Logger}, nil
+	return &Logplex{js: js, log: cfg.Logger, cfg: cfg}, nil
 }
+
+// History is how many lines are kept per app.
+func (p *Logplex) History() int { return p.cfg.History }
 
 func subject(appID string) string { return "logs." + appID }
 
@@ -185,6 +199,7 @@ func (p *Logplex) read(ctx context.Context, appID string, f Filter, n int, follo
 		if err := deliver(); err != nil {
 			return err
 		}
+		return p.follow(ctx, it, f, fn)
 	}
 	for {
 		msg, err := it.Next()
@@ -217,14 +232,66 @@ func (p *Logplex) read(ctx context.Context, appID string, f Filter, n int, follo
 				if !follow {
 					return nil
 				}
+				return p.follow(ctx, it, f, fn)
 			}
 			continue
 		}
-		if l.Source == "" && l.Message == "" {
-			continue
+	}
+}
+
+// follow reads live lines into a bounded buffer from which fn is called,
+// so a slow reader never holds up the stream: when it falls TailBuffer
+// lines behind, newer lines are dropped and, once it catches up, it gets
+// logplex's L11 line saying how many it missed.
+func (p *Logplex) follow(ctx context.Context, it jetstream.MessagesContext, f Filter, fn func(model.LogLine) error) error {
+	buf := newLineBuffer(p.cfg.TailBuffer)
+	readErr := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			var l model.LogLine
+			if json.Unmarshal(msg.Data(), &l) == nil && f.Match(l) {
+				buf.push(l, p.cfg.Now(), true)
+			}
 		}
-		if err := fn(l); err != nil {
-			return err
+	}()
+	defer func() { it.Stop(); <-done }()
+	var batch []model.LogLine
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-readErr:
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("tail logs: %w", err)
+		case <-buf.ready:
+		}
+		for {
+			batch = buf.take(batch[:0], 256)
+			for _, l := range batch {
+				if err := fn(l); err != nil {
+					return err
+				}
+			}
+			// Reported after the older lines it held, before newer ones.
+			if n, since := buf.takeDropped(); n > 0 {
+				l11 := model.LogLine{Time: p.cfg.Now(), Source: model.SourceHeroku, Dyno: "logplex",
+					Message: fmt.Sprintf("Error L11 (Tail buffer overflow) -> This tail session dropped %d messages since %s.", n, since.UTC().Format(model.LogTimeFormat))}
+				if err := fn(l11); err != nil {
+					return err
+				}
+			}
+			if len(batch) == 0 {
+				break
+			}
 		}
 	}
 }

@@ -65,6 +65,8 @@ type Config struct {
 	// UsageCheckpoint is how often running dynos' time is recorded (60 s
 	// when 0): a host that dies is billed up to its last checkpoint.
 	UsageCheckpoint time.Duration
+	// LogHistory is how many log lines are kept per app (1500 when 0).
+	LogHistory int
 	// Out receives the start-up banner (API URL, where the key is).
 	Out    io.Writer
 	Logger *slog.Logger
@@ -143,7 +145,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	logs, err := logplex.New(openCtx, st.JetStream(), logplex.Config{Logger: log})
+	logs, err := logplex.New(openCtx, st.JetStream(), logplex.Config{History: cfg.LogHistory, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -168,9 +170,14 @@ func Run(ctx context.Context, cfg Config) error {
 		billing = metering.DefaultConfig()
 	}
 	meter := metering.NewMeter(billing, st.Usage, st.Invoices, nil, log)
+	drains, err := logplex.NewDrains(logplex.DrainConfig{Logger: log}, nc, st.Drains, logs)
+	if err != nil {
+		return err
+	}
+	defer drains.Close()
 	api := apiserver.New(apiserver.Config{
 		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, AdminKey: adminKey, Logger: log,
-		CACertPEM: platformTLS.CAPEM, Meter: meter,
+		CACertPEM: platformTLS.CAPEM, Meter: meter, Drains: drains,
 	}, st, logs, build.New(st, logs, log))
 	defer api.Close()
 	rtr := router.New(router.Config{Domain: cfg.Domain, Logs: logs, Logger: log}, st)
@@ -250,6 +257,7 @@ func Run(ctx context.Context, cfg Config) error {
 		fmt.Fprintf(cfg.Out, "  Metrics: http://%s/metrics\n", metricsLn.Addr())
 	}
 	stopMeter := start("meter", meter.Run)
+	stopDrains := start("log drains", drains.Run)
 	stopAPI := start("api", serve(apiSrv, apiLn))
 	stopAgent := start("agent", ag.Run)
 	stopManifold := start("manifold", mf.Run)
@@ -281,6 +289,7 @@ func Run(ctx context.Context, cfg Config) error {
 	stopCerts()
 	stopAPI()
 	stopMeter()
+	stopDrains()
 	stopRouterWatch()
 	wg.Wait()
 	log.Info("stopped: every dyno is down; the next start on this data dir brings them back")

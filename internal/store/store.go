@@ -35,6 +35,9 @@ type Store struct {
 	// Invoices are the account's issued monthly invoices, key "2026-11",
 	// written once by the meter when a month is frozen.
 	Invoices Bucket[model.Invoice]
+	// Drains are apps' log drains, key model.DrainKey; written by the API,
+	// read by the drain manager.
+	Drains Bucket[model.Drain]
 	// Usage is the stream of dyno usage segments: agents append, the
 	// meter reads.
 	Usage Usage
@@ -63,6 +66,7 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 		{"apps", 1, nil}, {"app-names", 1, nil}, {"releases", 1, nil}, {"formations", 1, nil},
 		{"assignments", 1, nil}, {"statuses", 1, nil}, {"hosts", 1, nil},
 		{"domains", 1, nil}, {"certs", 1, nil}, {"invoices", 1, nil},
+		{"drains", 1, nil},
 	}
 	opened := make(map[string]jetstream.KeyValue, len(kvs))
 	for _, b := range kvs {
@@ -87,6 +91,7 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 	s.Domains = Bucket[model.Domain]{opened["domains"]}
 	s.Certs = Bucket[model.Certificate]{opened["certs"]}
 	s.Invoices = Bucket[model.Invoice]{opened["invoices"]}
+	s.Drains = Bucket[model.Drain]{opened["drains"]}
 	if s.Usage, err = openUsage(ctx, js, replicas); err != nil {
 		return nil, err
 	}

@@ -26,10 +26,21 @@ type syslogSender struct {
 	tls      *tls.Config // nil: plain TCP
 	conn     net.Conn
 	stopConn func() bool
-	buf      []byte
+	// gone is closed when conn's reader sees the drain close it (or any
+	// error). Syslog drains never answer, so writes to a closed drain
+	// succeed into the kernel and are lost: checked before each write.
+	gone chan struct{}
+	buf  []byte
 }
 
 func (s *syslogSender) send(ctx context.Context, batch []model.LogLine, _ string) error {
+	if s.conn != nil {
+		select {
+		case <-s.gone: // the drain hung up while idle: redial rather than lose this batch
+			s.close()
+		default:
+		}
+	}
 	if err := s.connect(ctx); err != nil {
 		return err
 	}
@@ -65,6 +76,16 @@ func (s *syslogSender) connect(ctx context.Context) error {
 			return fmt.Errorf("connect to the drain %s: %w", s.addr, err)
 		}
 		s.conn = conn
+		s.gone = make(chan struct{})
+		go func(gone chan struct{}) { // ends when conn is closed
+			defer close(gone)
+			var b [512]byte
+			for {
+				if _, err := conn.Read(b[:]); err != nil {
+					return
+				}
+			}
+		}(s.gone)
 		// A write stalled on a drain that stopped reading ends with ctx.
 		s.stopConn = context.AfterFunc(ctx, func() { conn.Close() })
 	}
@@ -75,6 +96,7 @@ func (s *syslogSender) close() {
 	if s.conn != nil {
 		s.stopConn()
 		s.conn.Close()
+		<-s.gone
 		s.conn = nil
 	}
 }

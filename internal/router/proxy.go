@@ -88,8 +88,17 @@ func (t retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 	if s == nil {
 		return nil, errors.New("router: request without routing state")
 	}
-	r := t.r
-	ctx := out.Context()
+	return t.r.roundTrip(s, out)
+}
+
+// roundTrip is retryTransport's loop. out nil means the fast path: s.req
+// (bodiless, replayable) goes over the dyno's pooled connections with the
+// head written by writeFastRequest.
+func (r *Router) roundTrip(s *reqState, out *http.Request) (*http.Response, error) {
+	ctx := context.Context(s)
+	if out != nil {
+		ctx = out.Context()
+	}
 	a := s.app
 	var tried [maxAttempts]*dyno
 	n := 0
@@ -133,18 +142,22 @@ func (t retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			s.picked.release()
 		}
 		s.picked = d
-		req := out
-		if n > 1 || !waitDeadline.IsZero() {
-			// A fresh request per retry: the transport may still hold
-			// the previous one.
-			req = out.Clone(ctx)
-		}
-		req.URL.Host = d.endpoint
 		s.dyno = d.name
 		s.phase = phaseDialed
 		s.connect.Store(0)
 		var resp *http.Response
-		resp, err = d.transport.RoundTrip(req)
+		if out == nil {
+			resp, err = d.transport.roundTrip(ctx, s.req, s)
+		} else {
+			req := out
+			if n > 1 || !waitDeadline.IsZero() {
+				// A fresh request per retry: the transport may still hold
+				// the previous one.
+				req = out.Clone(ctx)
+			}
+			req.URL.Host = d.endpoint
+			resp, err = d.transport.RoundTrip(req)
+		}
 		if err == nil {
 			s.phase = phaseSent
 			return resp, nil
@@ -156,7 +169,7 @@ func (t retryTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 		var de *dialError
 		if errors.As(err, &de) {
 			d.quarantine.Store(nanotime() + int64(r.cfg.Quarantine))
-		} else if !(d.gone.Load() && replayable(out) && !isTimeout(err)) {
+		} else if !(d.gone.Load() && (out == nil || replayable(out)) && !isTimeout(err)) {
 			s.phase = phaseSent
 			return nil, err
 		}
@@ -306,6 +319,12 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		writePage(w, http.StatusBadGateway, applicationErrorPage, applicationErrorLen)
 		return
 	}
+	r.failRequest(s, err)
+}
+
+// failRequest classifies why a request got no response from a dyno and
+// answers the client, unless it is gone.
+func (r *Router) failRequest(s *reqState, err error) {
 	switch {
 	case isTimeout(s.body.err):
 		s.code = errH28 // the client stopped sending its body
@@ -495,9 +514,16 @@ type responseWriter struct {
 	next int64 // unix ns after which the write deadline is moved again
 }
 
-// touch moves the client's write deadline, at most every idle/50.
-func (w *responseWriter) touch() {
-	if w.rctl == nil {
+// unblockedOutput is what a response may write without a write deadline:
+// the server's buffer and a socket's send buffer take it whole, so the
+// writes cannot block on a client that reads nothing. Most responses fit,
+// and are spared setting and clearing the deadline.
+const unblockedOutput = 8 << 10
+
+// touch moves the client's write deadline, at most every idle/50, before
+// n more bytes are written (or flushed: force).
+func (w *responseWriter) touch(n int, force bool) {
+	if w.rctl == nil || w.next == 0 && !force && w.bytes+int64(n) <= unblockedOutput {
 		return
 	}
 	if now := nanotime(); now >= w.next {
@@ -525,7 +551,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	w.touch()
+	w.touch(len(p), false)
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
 	if err != nil && w.writeErr == nil {
@@ -536,6 +562,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 
 // FlushError is what http.ResponseController (and so ReverseProxy) calls.
 func (w *responseWriter) FlushError() error {
+	w.touch(0, true)
 	var err error
 	switch f := w.ResponseWriter.(type) {
 	case interface{ FlushError() error }:

@@ -10,6 +10,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -80,6 +81,8 @@ type Router struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	proxy     *httputil.ReverseProxy
+	bufs      *bufferPool // ReverseProxy's body copy buffers
+	copyBufs  sync.Pool   // the fast path's: *[copyBufSize]byte, per-P caches
 	dialer    net.Dialer
 	// waiting counts the requests waiting for a starting dyno.
 	waiting  atomic.Int64
@@ -138,6 +141,8 @@ func New(cfg Config, st *store.Store) *Router {
 	}
 	r.ids.init()
 	r.table.Store(newTable(nil))
+	r.bufs = newBufferPool(1024, copyBufSize)
+	r.copyBufs.New = func() any { return new([copyBufSize]byte) }
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:   r.rewrite,
 		Transport: retryTransport{r},
@@ -145,7 +150,7 @@ func New(cfg Config, st *store.Store) *Router {
 		// event streams, and otherwise lets the server buffer: -1 would cost
 		// a goroutine and a second write per response.
 		FlushInterval:  0,
-		BufferPool:     newBufferPool(1024, 32<<10),
+		BufferPool:     r.bufs,
 		ModifyResponse: r.modifyResponse,
 		ErrorHandler:   r.proxyError,
 		ErrorLog:       slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
@@ -237,7 +242,8 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				switch {
 				case isTimeout(s.w.writeErr):
 					s.code = errH28
-				case s.w.writeErr != nil || req.Context().Err() != nil && s.respBody.err == nil:
+				case s.w.writeErr != nil || req.Context().Err() != nil &&
+					(s.respBody.err == nil || errors.Is(s.respBody.err, context.Canceled)):
 					s.code = errH27
 				case isTimeout(s.respBody.err):
 					s.code = errH15
@@ -250,6 +256,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		r.finish(s)
 	}()
+	if fastInbound(req) {
+		r.serveFast(s) // fast.go
+		return
+	}
 	r.proxy.ServeHTTP(&s.w, req.WithContext(s)) // s is the context: no extra value layer
 }
 

@@ -52,13 +52,20 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !fastPath(req) {
 		return u.fallback.RoundTrip(req)
 	}
-	ctx := req.Context()
+	return u.roundTrip(req.Context(), req, nil)
+}
+
+// roundTrip exchanges a bodiless request on a pooled connection. With s
+// set, the request is s.req, whose head the router writes itself
+// (writeFastRequest) and whose 1xx responses go straight to the client;
+// otherwise req is written as Transport would.
+func (u *upstream) roundTrip(ctx context.Context, req *http.Request, s *reqState) (*http.Response, error) {
 	for {
 		c, err := u.get(ctx)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := u.exchange(ctx, c, req)
+		resp, err := u.exchange(ctx, c, req, s)
 		if err == nil {
 			return resp, nil
 		}
@@ -122,7 +129,13 @@ func (u *upstream) get(ctx context.Context) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{Conn: nc, idle: int64(u.idle)}, nil
+	c := &upConn{Conn: nc, idle: int64(u.idle)}
+	// Made once per connection rather than once per exchange.
+	c.cancel = func() {
+		c.canceled.Store(true)
+		c.Conn.Close()
+	}
+	return c, nil
 }
 
 // put returns a connection whose exchange ended cleanly to the pool.
@@ -153,13 +166,19 @@ var errUnaskedUpgrade = errors.New("the dyno switched protocols without being as
 
 // exchange writes req on c and reads the response head. On error c is
 // closed; on success the response body owns c.
-func (u *upstream) exchange(ctx context.Context, c *upConn, req *http.Request) (*http.Response, error) {
+func (u *upstream) exchange(ctx context.Context, c *upConn, req *http.Request, s *reqState) (*http.Response, error) {
 	// The client leaving ends the exchange, as Transport's cancellation does.
-	stop := context.AfterFunc(ctx, func() { c.Conn.Close() })
+	c.canceled.Store(false)
+	stop := context.AfterFunc(ctx, c.cancel)
 	c.nread = 0
 	bw := upWriters.Get().(*bufio.Writer)
 	bw.Reset(c.Conn)
-	err := writeRequest(bw, req)
+	var err error
+	if s != nil {
+		err = writeFastRequest(bw, s, u.addr)
+	} else {
+		err = writeRequest(bw, req)
+	}
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -188,7 +207,9 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, req *http.Request) (
 			err = errors.New("net/http: too many 1xx informational responses")
 			break
 		}
-		if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.Got1xxResponse != nil {
+		if s != nil {
+			s.informational(resp)
+		} else if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.Got1xxResponse != nil {
 			if err = tr.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 				break
 			}
@@ -236,14 +257,16 @@ func (e *timeoutError) Temporary() bool { return true }
 // upConn is a pooled connection to a dyno.
 type upConn struct {
 	net.Conn
-	limit    int64 // bytes the reader may still take: caps the response head
-	nread    int64 // bytes read in the current exchange
-	idle     int64 // H15 window, ns
-	next     int64 // unix ns after which the deadline moves again
-	watch    bool  // reading a body: reads move the idle deadline
-	reused   bool  // taken from the pool
-	timedOut bool  // a read hit the deadline
-	lastUsed int64 // unix ns it went back to the pool
+	limit    int64       // bytes the reader may still take: caps the response head
+	nread    int64       // bytes read in the current exchange
+	idle     int64       // H15 window, ns
+	next     int64       // unix ns after which the deadline moves again
+	watch    bool        // reading a body: reads move the idle deadline
+	reused   bool        // taken from the pool
+	timedOut bool        // a read hit the deadline
+	canceled atomic.Bool // the request's context ended: the connection was closed for it
+	cancel   func()      // sets canceled and closes the connection
+	lastUsed int64       // unix ns it went back to the pool
 }
 
 func (c *upConn) Read(p []byte) (int, error) {
@@ -289,6 +312,10 @@ func (b *upBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.rc.Read(p)
 	if err != nil {
+		if err != io.EOF && b.c.canceled.Load() {
+			// Closed because the client left, not broken by the dyno.
+			err = context.Canceled
+		}
 		b.finish(err == io.EOF)
 		b.err = err
 	}

@@ -225,6 +225,9 @@ func (d *containerDyno) start() error {
 	d.pid, _ = p.Pid()
 	if st, err := c.State(); err == nil {
 		d.memCgroup = st.CgroupPaths["memory"]
+		if d.memCgroup == "" {
+			d.memCgroup = st.CgroupPaths[""] // cgroup v2: one unified path
+		}
 	}
 	copied := pipes.startCopying(d.spec.Stdout, d.spec.Stderr)
 	go d.wait(copied)
@@ -274,12 +277,10 @@ func oomKilled(dir string, status int) bool {
 	if dir == "" {
 		return false
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "memory.oom_control")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-				n, _ := strconv.Atoi(strings.TrimSpace(v))
-				return n > 0
-			}
+	// cgroup v1 counts in memory.oom_control, v2 in memory.events.
+	for _, name := range []string{"memory.oom_control", "memory.events"} {
+		if n, ok := counter(filepath.Join(dir, name), "oom_kill"); ok {
+			return n > 0
 		}
 	}
 	// Kernels without the oom_kill counter: hitting the limit and dying of
@@ -287,6 +288,21 @@ func oomKilled(dir string, status int) bool {
 	b, err := os.ReadFile(filepath.Join(dir, "memory.failcnt"))
 	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return err == nil && n > 0 && status == 137
+}
+
+// counter reads one "name value" line of a cgroup stats file.
+func counter(path, name string) (int, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // Pid is the host pid of the container's init.

@@ -207,6 +207,9 @@ func (s *Server) patchApp(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		if body.Maintenance != nil && *body.Maintenance != app.Maintenance {
+			s.publishAPI(app.ID, map[bool]string{true: "Enable", false: "Disable"}[*body.Maintenance]+" Maintenance mode by user "+adminUser)
+		}
 		return writeJSON(w, http.StatusOK, s.appJSON(cur))
 	}
 	return fmt.Errorf("update app %s: too many concurrent changes", app.Name)

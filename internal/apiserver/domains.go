@@ -171,7 +171,10 @@ func (s *Server) createDomain(w http.ResponseWriter, r *http.Request) error {
 	}
 	if _, err := s.st.Domains.Create(r.Context(), model.DomainKey(host), d); err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return invalid("Hostname %s already in use: it belongs to an app; remove it there first.", host)
+			if cur, _, gerr := s.st.Domains.Get(r.Context(), model.DomainKey(host)); gerr == nil && cur.AppID == app.ID {
+				return invalid("Hostname %s is already added to %s.", host, app.Name)
+			}
+			return invalid("Hostname %s already in use: it belongs to another app; remove it there first.", host)
 		}
 		return err
 	}

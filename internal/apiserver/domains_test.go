@@ -26,7 +26,7 @@ func TestDomains(t *testing.T) {
 		want                int
 		wantMsg             string
 	}{
-		{"same app again", "hello", "www.example.com", 422, "already in use"},
+		{"same app again", "hello", "www.example.com", 422, "already added to hello"},
 		{"another app", "other", "www.example.com", 422, "already in use"},
 		{"platform name", "hello", "evil.dyno.test", 422, "platform's domain"},
 		{"platform wildcard", "hello", "*.dyno.test", 422, "platform's domain"},

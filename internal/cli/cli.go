@@ -100,6 +100,7 @@ func (s *session) rootCommand() *cobra.Command {
 	}
 	root.SetVersionTemplate(versionLine() + "\n")
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(s.maintenanceCommands()...)
 	root.AddCommand(
 		s.appsCommand(), s.appsCreateCommand(), s.appsInfoCommand(), s.appsDestroyCommand(),
 		s.deployCommand(),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,9 +34,15 @@ func (s *session) usageCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		now := time.Now()
 		state := "this month so far"
-		if u.Frozen {
+		switch {
+		case u.Frozen:
 			state = "invoiced"
+		case !u.PeriodEnd.IsZero() && !now.Before(u.PeriodEnd):
+			state = "closed, not yet invoiced"
+		case !u.PeriodStart.IsZero() && now.Before(u.PeriodStart):
+			state = "not started yet"
 		}
 		fmt.Fprintf(s.stdout, "=== %s dyno usage %s (%s, UTC)\n", name, u.Month, state)
 		if len(u.Processes) > 0 {

@@ -123,9 +123,21 @@ func (s *session) printDynos(dynos []client.Dyno) {
 	}
 	for _, g := range groups {
 		sep()
-		fmt.Fprintf(s.stdout, "=== %s (%d)\n", g.key, len(g.dynos))
+		// A dyno that is down is on its way out (being replaced or
+		// stopped): it is listed, but not counted in the formation.
+		running := 0
 		for _, d := range g.dynos {
-			fmt.Fprintf(s.stdout, "%s: %s %s%s\n", d.Name, d.State, s.when(d.UpdatedAt), pendingNote(d))
+			if d.State != "down" {
+				running++
+			}
+		}
+		fmt.Fprintf(s.stdout, "=== %s (%d)\n", g.key, running)
+		for _, d := range g.dynos {
+			note := pendingNote(d)
+			if d.State == "down" {
+				note += " (stopping)"
+			}
+			fmt.Fprintf(s.stdout, "%s: %s %s%s\n", d.Name, d.State, s.when(d.UpdatedAt), note)
 		}
 	}
 }

@@ -321,3 +321,18 @@ web.3: starting 2026/11/26 14:00:00 +0000 (~ 5s ago) (pending: no host has 512 M
 		t.Errorf("ps printed\n%s\nwant\n%s", r.stdout, want)
 	}
 }
+
+func TestPsStoppingDynoNotCounted(t *testing.T) {
+	api := newFakeAPI(t)
+	api.handle("GET /apps/{app}/dynos", http.StatusOK, []any{dynoJSON("web.1", "up", 2), dynoJSON("web.2", "down", 2), dynoJSON("web.2", "up", 2)})
+	r := run(t, api, nil, "ps", "-a", "hello")
+	wantOK(t, r)
+	want := `=== web (standard-1X): python3 app.py (2)
+web.1: up 2026/11/26 14:00:00 +0000 (~ 5s ago)
+web.2: down 2026/11/26 14:00:00 +0000 (~ 5s ago) (stopping)
+web.2: up 2026/11/26 14:00:00 +0000 (~ 5s ago)
+`
+	if r.stdout != want {
+		t.Errorf("ps printed\n%s\nwant\n%s", r.stdout, want)
+	}
+}

@@ -218,6 +218,26 @@ func (s *session) target(appFlagValue string) (*client.Client, string, error) {
 }
 
 // printRaw prints the API's JSON answer indented.
+// appListCommand is an app's read-only listing: with --json it prints the
+// API's JSON of the app's resource, else show prints it for people.
+func (s *session) appListCommand(use, short, resource string, show func(ctx context.Context, c *client.Client, app string) error) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
+	app := appFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, name, err := s.target(*app)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return s.printRaw(cmd.Context(), c, appPath(name, resource))
+		}
+		return show(cmd.Context(), c, name)
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	return cmd
+}
+
 func (s *session) printRaw(ctx context.Context, c *client.Client, path string) error {
 	raw, err := c.Raw(ctx, http.MethodGet, path, nil)
 	if err != nil {

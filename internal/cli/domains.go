@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,28 +11,20 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dyno-platform/dyno/internal/client"
 )
 
 // Custom domains, their certificates and the platform CA: the heroku
 // CLI's domains and certs commands, plus certs:ca.
 
 func (s *session) domainsCommand() *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{Use: "domains", Short: "list an app's domains", Args: cobra.NoArgs}
-	app := appFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, name, err := s.target(*app)
+	return s.appListCommand("domains", "list an app's domains", "domains", func(ctx context.Context, c *client.Client, name string) error {
+		a, err := c.App(ctx, name)
 		if err != nil {
 			return err
 		}
-		if asJSON {
-			return s.printRaw(cmd.Context(), c, appPath(name, "domains"))
-		}
-		a, err := c.App(cmd.Context(), name)
-		if err != nil {
-			return err
-		}
-		domains, err := c.Domains(cmd.Context(), name)
+		domains, err := c.Domains(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -53,9 +46,7 @@ func (s *session) domainsCommand() *cobra.Command {
 			fmt.Fprintf(tw, "%s\tCNAME\t%s\t%s\n", d.Hostname, d.CNAME, sni)
 		}
 		return tw.Flush()
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
-	return cmd
+	})
 }
 
 func (s *session) domainsAddCommand() *cobra.Command {
@@ -99,18 +90,8 @@ func (s *session) domainsRemoveCommand() *cobra.Command {
 }
 
 func (s *session) certsCommand() *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{Use: "certs", Short: "list an app's SSL certificates (SNI endpoints)", Args: cobra.NoArgs}
-	app := appFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, name, err := s.target(*app)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return s.printRaw(cmd.Context(), c, appPath(name, "sni-endpoints"))
-		}
-		list, err := c.SNIEndpoints(cmd.Context(), name)
+	return s.appListCommand("certs", "list an app's SSL certificates (SNI endpoints)", "sni-endpoints", func(ctx context.Context, c *client.Client, name string) error {
+		list, err := c.SNIEndpoints(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -125,9 +106,7 @@ func (s *session) certsCommand() *cobra.Command {
 				e.SSLCert.ExpiresAt.UTC().Format("2006-01-02 15:04 MST"), titleBool(e.SSLCert.CASigned), len(e.Domains))
 		}
 		return tw.Flush()
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
-	return cmd
+	})
 }
 
 func titleBool(b bool) string {

@@ -1,29 +1,22 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dyno-platform/dyno/internal/client"
 )
 
 // Log drains: the heroku CLI's drains, drains:add and drains:remove, with
 // each drain's health (last success, last error, dropped lines).
 
 func (s *session) drainsCommand() *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{Use: "drains", Short: "list an app's log drains and how they fare", Args: cobra.NoArgs}
-	app := appFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, name, err := s.target(*app)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return s.printRaw(cmd.Context(), c, appPath(name, "log-drains"))
-		}
-		drains, err := c.LogDrains(cmd.Context(), name)
+	return s.appListCommand("drains", "list an app's log drains and how they fare", "log-drains", func(ctx context.Context, c *client.Client, name string) error {
+		drains, err := c.LogDrains(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -52,9 +45,7 @@ func (s *session) drainsCommand() *cobra.Command {
 			fmt.Fprintf(tw, "%s\t(%s)\t%s\t%s\t%s\n", shown, d.Token, success, dropped, lastErr)
 		}
 		return tw.Flush()
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
-	return cmd
+	})
 }
 
 func (s *session) drainsAddCommand() *cobra.Command {

@@ -241,7 +241,11 @@ func (r *runner) awaitUp(dyno runtime.Dyno, port int, exited <-chan runtime.Resu
 	up := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go waitForPort(ctx, net.JoinHostPort(dyno.Addr(), strconv.Itoa(port)), up)
+	if path := r.as.Env[HealthCheckVar]; path != "" {
+		go waitForHealthy(ctx, net.JoinHostPort(dyno.Addr(), strconv.Itoa(port)), path, up)
+	} else {
+		go waitForPort(ctx, net.JoinHostPort(dyno.Addr(), strconv.Itoa(port)), up)
+	}
 	boot := time.NewTimer(r.a.cfg.BootTimeout)
 	defer boot.Stop()
 	select {
@@ -251,7 +255,11 @@ func (r *runner) awaitUp(dyno runtime.Dyno, port int, exited <-chan runtime.Resu
 	case res := <-exited:
 		r.crashed(res)
 	case <-boot.C:
-		r.logDyno("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within %d seconds of launch", int(r.a.cfg.BootTimeout.Seconds()))
+		if path := r.as.Env[HealthCheckVar]; path != "" {
+			r.logDyno("Error R10 (Boot timeout) -> Web process did not answer its health check %s within %d seconds of launch", path, int(r.a.cfg.BootTimeout.Seconds()))
+		} else {
+			r.logDyno("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within %d seconds of launch", int(r.a.cfg.BootTimeout.Seconds()))
+		}
 		r.logDyno("Stopping process with SIGKILL")
 		dyno.Signal(syscall.SIGKILL)
 		r.crashed(<-exited)

@@ -192,36 +192,42 @@ func (s *Server) evictBuildsLocked() {
 	}
 }
 
-// runBuild builds the source, releases the slug and records the outcome.
+// runBuild builds the source, releases the slug, follows the new dynos
+// until they are up (rolling back if they are not) and records the outcome.
 func (s *Server) runBuild(app model.App, b *buildRun, sourceID string) {
 	defer s.wg.Done()
 	defer b.out.close()
 	ctx := s.ctx
 	s.publishAPI(app.ID, "Build started by "+adminUser)
-	rel, slug, err := s.build(ctx, app, b, sourceID)
-	s.mu.Lock()
-	b.status, b.updatedAt = "succeeded", s.cfg.Now().UTC()
-	if err != nil {
-		b.status = "failed"
-	} else {
-		b.release, b.slug = &relRef{ID: rel.ID, Version: rel.Version}, &idRef{ID: slug.ID}
-	}
-	s.mu.Unlock()
+	rel, prev, slug, err := s.build(ctx, app, b, sourceID)
 	if err == nil {
 		s.publishAPI(app.ID, "Build succeeded")
-		fmt.Fprintf(b.out, "-----> Launching...\n       Released v%d\n       %s deployed to Dyno\n", rel.Version, s.webURL(app.Name))
-	} else {
+		fmt.Fprintf(b.out, "-----> Launching...\n       Released v%d\n", rel.Version)
+		if err = s.verifyDeploy(ctx, app, rel, prev, b.out); err == nil {
+			fmt.Fprintf(b.out, "       %s deployed to Dyno\n", s.webURL(app.Name))
+		}
+	}
+	s.mu.Lock()
+	b.status, b.updatedAt = "succeeded", s.cfg.Now().UTC()
+	if rel != nil {
+		b.release, b.slug = &relRef{ID: rel.ID, Version: rel.Version}, &idRef{ID: slug.ID}
+	}
+	if err != nil {
+		b.status = "failed"
+	}
+	s.mu.Unlock()
+	if err != nil {
 		s.log.Info("build failed", "app", app.Name, "build", b.id, "err", err)
 	}
 }
 
 // build runs the builder, then makes the release. The builder reports its
 // own failures to the app's log; build reports the others.
-func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID string) (*model.Release, model.Slug, error) {
-	fail := func(err error) (*model.Release, model.Slug, error) {
+func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID string) (rel, prev *model.Release, slug model.Slug, err error) {
+	fail := func(err error) (*model.Release, *model.Release, model.Slug, error) {
 		fmt.Fprintf(b.out, " !     %s\n !     Build failed\n", err)
 		s.publishAPI(app.ID, "Build failed: "+err.Error())
-		return nil, model.Slug{}, err
+		return nil, nil, model.Slug{}, err
 	}
 	src, err := s.st.Sources.Get(ctx, sourceID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -231,16 +237,23 @@ func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID
 		return fail(fmt.Errorf("read source: %w", err))
 	}
 	defer src.Close()
-	slug, err := s.b.Build(ctx, app.ID, src, b.out)
+	slug, err = s.b.Build(ctx, app.ID, src, b.out)
 	if err != nil {
-		return nil, slug, err
+		return nil, nil, slug, err
 	}
 	short := strings.TrimPrefix(slug.Checksum, "SHA256:")
 	short = short[:min(8, len(short))]
-	rel, err := s.newRelease(ctx, app, func(prev *model.Release) (*model.Release, error) {
+	// The release running now is what a deploy that fails to come up
+	// returns to.
+	if cur, _, err := s.st.Apps.Get(ctx, app.ID); err == nil {
+		if prev, err = s.currentRelease(ctx, cur); err != nil {
+			return fail(fmt.Errorf("read the current release: %w", err))
+		}
+	}
+	rel, err = s.newRelease(ctx, app, func(latest *model.Release) (*model.Release, error) {
 		next := &model.Release{Slug: &slug, Description: "Deploy " + short, Config: map[string]string{}}
-		if prev != nil {
-			maps.Copy(next.Config, prev.Config)
+		if latest != nil {
+			maps.Copy(next.Config, latest.Config)
 		}
 		return next, nil
 	})
@@ -248,7 +261,7 @@ func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID
 		s.undo("slug", s.st.Slugs.Delete(context.WithoutCancel(ctx), slug.ID))
 		return fail(fmt.Errorf("create release: %w", err))
 	}
-	return rel, slug, nil
+	return rel, prev, slug, nil
 }
 
 func (s *Server) findBuild(app model.App, id string) (*buildRun, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -264,27 +265,78 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	want := r.PathValue("release")
-	if v, err := strconv.Atoi(strings.TrimPrefix(want, "v")); err == nil {
-		rel, _, err := s.st.Releases.Get(r.Context(), model.ReleaseKey(app.ID, v))
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("Couldn't find that release.")
-		}
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, releaseOut(app, rel))
-	}
-	rels, err := s.releases(r.Context(), app.ID)
+	rel, err := s.findRelease(r.Context(), app, r.PathValue("release"))
 	if err != nil {
 		return err
 	}
+	return writeJSON(w, http.StatusOK, releaseOut(app, *rel))
+}
+
+// findRelease finds one of the app's releases by version ("3" or "v3") or ID.
+func (s *Server) findRelease(ctx context.Context, app model.App, want string) (*model.Release, error) {
+	if v, err := strconv.Atoi(strings.TrimPrefix(want, "v")); err == nil {
+		rel, _, err := s.st.Releases.Get(ctx, model.ReleaseKey(app.ID, v))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFound(fmt.Sprintf("Couldn't find release %s of %s: `dyno releases -a %s` lists them.", want, app.Name, app.Name))
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &rel, nil
+	}
+	rels, err := s.releases(ctx, app.ID)
+	if err != nil {
+		return nil, err
+	}
 	for _, rel := range rels {
 		if rel.ID == want {
-			return writeJSON(w, http.StatusOK, releaseOut(app, rel))
+			return &rel, nil
 		}
 	}
-	return notFound("Couldn't find that release.")
+	return nil, notFound(fmt.Sprintf("Couldn't find release %s of %s: `dyno releases -a %s` lists them.", want, app.Name, app.Name))
+}
+
+// rollback is Heroku's `POST /apps/{app}/releases {"release": ID or
+// version}`: a new release with the slug and config vars of an earlier one.
+// Releases stay immutable; the rollback is a new version.
+func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Release     string  `json:"release"`
+		Description *string `json:"description"`
+	}
+	if err := decode(w, r, &body, false); err != nil {
+		return err
+	}
+	if body.Release == "" {
+		return invalid("release is required: the ID or version of the release to roll back to.")
+	}
+	app, _, err := s.lookupApp(r)
+	if err != nil {
+		return err
+	}
+	target, err := s.findRelease(r.Context(), app, body.Release)
+	if err != nil {
+		return err
+	}
+	if target.Slug == nil {
+		return invalid("v%d has no slug (it was made before the first deploy): roll back to a release that runs code.", target.Version)
+	}
+	desc := fmt.Sprintf("Rollback to v%d", target.Version)
+	if body.Description != nil && *body.Description != "" {
+		desc = *body.Description
+	}
+	rel, err := s.rollbackTo(r.Context(), app, *target, desc)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, releaseOut(app, *rel))
+}
+
+// rollbackTo makes a new release with target's slug and config vars.
+func (s *Server) rollbackTo(ctx context.Context, app model.App, target model.Release, desc string) (*model.Release, error) {
+	return s.newRelease(ctx, app, func(*model.Release) (*model.Release, error) {
+		return &model.Release{Slug: target.Slug, Config: maps.Clone(target.Config), Description: desc}, nil
+	})
 }
 
 // releaseRange is a parsed Range header: `version [first]..[last]; max=N,

@@ -64,8 +64,12 @@ type Config struct {
 	Meter Meter
 	// Drains reports drain health; without it drains show health null.
 	Drains DrainHealth
-	Logger *slog.Logger
-	Now    func() time.Time
+	// DeployTimeout is how long the dynos of a deployed release have to be
+	// up before the deploy is rolled back; 90 s (the 60 s boot timeout
+	// plus room) when zero.
+	DeployTimeout time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Server serves the Platform API.
@@ -101,6 +105,9 @@ func New(cfg Config, st *store.Store, logs *logplex.Logplex, b *build.Builder) *
 	}
 	if cfg.HostTTL <= 0 {
 		cfg.HostTTL = 15 * time.Second
+	}
+	if cfg.DeployTimeout <= 0 {
+		cfg.DeployTimeout = 90 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -174,6 +181,7 @@ func (s *Server) routes() {
 
 	api("GET /apps/{app}/releases", s.listReleases)
 	api("GET /apps/{app}/releases/{release}", s.getRelease)
+	api("POST /apps/{app}/releases", s.rollback)
 
 	api("POST /sources", s.createSource)
 	api("POST /apps/{app}/sources", s.createSource)

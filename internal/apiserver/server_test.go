@@ -35,7 +35,7 @@ type env struct {
 	now time.Time
 }
 
-func newEnv(t *testing.T, maxSource int64) *env {
+func newEnv(t *testing.T, maxSource int64, opts ...func(*Config)) *env {
 	t.Helper()
 	st, _ := storetest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -50,8 +50,12 @@ func newEnv(t *testing.T, maxSource int64) *env {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(ts.Close)
 	e.url = ts.URL
-	e.srv = New(Config{Domain: "dyno.test", RouterURLPort: "8080", PublicURL: ts.URL, AdminKey: testKey,
-		MaxSourceBytes: maxSource, Logger: logger, Now: e.clock}, st, lp, build.New(st, lp, logger))
+	cfg := Config{Domain: "dyno.test", RouterURLPort: "8080", PublicURL: ts.URL, AdminKey: testKey,
+		MaxSourceBytes: maxSource, Logger: logger, Now: e.clock}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e.srv = New(cfg, st, lp, build.New(st, lp, logger))
 	t.Cleanup(func() { e.srv.Close() })
 	h = e.srv.Handler()
 	return e

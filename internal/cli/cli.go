@@ -107,7 +107,7 @@ func (s *session) rootCommand() *cobra.Command {
 		s.psCommand(), s.psScaleCommand(), s.psTypeCommand(), s.psRestartCommand(), s.psStopCommand(), s.psWaitCommand(),
 		s.logsCommand(),
 		s.configCommand(), s.configGetCommand(), s.configSetCommand(), s.configUnsetCommand(),
-		s.releasesCommand(), s.releasesInfoCommand(),
+		s.releasesCommand(), s.releasesInfoCommand(), s.rollbackCommand(),
 		s.domainsCommand(), s.domainsAddCommand(), s.domainsRemoveCommand(),
 		s.drainsCommand(), s.drainsAddCommand(), s.drainsRemoveCommand(),
 		s.certsCommand(), s.certsAddCommand(), s.certsRemoveCommand(), s.certsCACommand(),

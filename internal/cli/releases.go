@@ -147,3 +147,43 @@ func (s *session) releasesInfoCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
 	return cmd
 }
+
+// rollbackCommand is `heroku rollback [vN]`: without a version, the release
+// before the current one.
+func (s *session) rollbackCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollback [VERSION]",
+		Short: "make a new release with the code and config vars of an earlier one (default: the one before the current)",
+		Args:  cobra.MaximumNArgs(1),
+	}
+	app := appFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, name, err := s.target(*app)
+		if err != nil {
+			return err
+		}
+		version := ""
+		if len(args) == 1 {
+			version = strings.TrimPrefix(args[0], "v")
+		} else {
+			a, err := c.App(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			if a.ReleaseVersion < 2 {
+				return fmt.Errorf("%s has no earlier release to roll back to", name)
+			}
+			version = fmt.Sprint(a.ReleaseVersion - 1)
+		}
+		fmt.Fprintf(s.stderr, "Rolling back ⬢ %s to v%s... ", name, version)
+		rel, err := c.Rollback(cmd.Context(), name, version)
+		if err != nil {
+			fmt.Fprintln(s.stderr, "failed")
+			return err
+		}
+		fmt.Fprintf(s.stderr, "done, v%d\n", rel.Version)
+		fmt.Fprintln(s.stderr, " ▸    Rollback affects code and config vars; it doesn't add or remove process types' scale.")
+		return nil
+	}
+	return cmd
+}

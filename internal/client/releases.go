@@ -144,3 +144,14 @@ func (c *Client) StreamOutput(ctx context.Context, outputStreamURL string) (io.R
 	}
 	return resp.Body, nil
 }
+
+// Rollback makes a new release with the slug and config vars of release
+// (a version such as "3" or "v3", or an ID).
+func (c *Client) Rollback(ctx context.Context, app, release string) (*Release, error) {
+	var rel Release
+	body := map[string]string{"release": strings.TrimPrefix(release, "v")}
+	if _, err := c.do(ctx, http.MethodPost, "/apps/"+esc(app)+"/releases", body, nil, &rel); err != nil {
+		return nil, err
+	}
+	return &rel, nil
+}

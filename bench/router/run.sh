@@ -23,6 +23,7 @@
 # HTTP load, and the top of the profile is printed.
 #
 # Run as root from anywhere: bash bench/router/run.sh
+# (MODES="paced" ONLY="direct|dyno|nginx" PROFILE=0 narrows a run.)
 # Only 127.0.0.1 is used; everything started is stopped on exit.
 # Results (table, raw wrk output, CPU profile) stay in $OUT.
 set -euo pipefail
@@ -37,6 +38,8 @@ PACE_CONNS=${PACE_CONNS:-16} # connections of the paced (moderate load) runs
 PACE_MS=${PACE_MS:-3}        # pause of each paced connection between requests
 PIN=${PIN:-1}
 PROFILE=${PROFILE:-1}
+MODES=${MODES:-peak paced low} # which of the three runs to make
+ONLY=${ONLY:-}               # a regexp: measure only the paths whose name matches (e.g. 'dyno|nginx')
 OUT=${OUT:-/tmp/dyno-bench-router-$(date +%Y%m%d-%H%M%S)}
 HOSTHDR="Host: benchapp.localhost"
 
@@ -250,8 +253,11 @@ TARGETS=(
   "haproxy-https https://127.0.0.1:$HAP_HTTPS/"
 )
 echo "layout: $LAYOUT; wrk -t1: $CONNS conns (peak), $PACE_CONNS conns paced ${PACE_MS} ms (moderate), $LOW_CONNS conns (low); ${WARMUP}s warm-up + ${DURATION}s each"
-for mode in peak paced low; do
-  for t in "${TARGETS[@]}"; do measure "$mode" $t; done
+for mode in $MODES; do
+  for t in "${TARGETS[@]}"; do
+    if [ -n "$ONLY" ] && ! [[ ${t%% *} =~ $ONLY ]]; then continue; fi
+    measure "$mode" $t
+  done
 done
 
 # --- report ------------------------------------------------------------------

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dyno-platform/dyno/internal/cli"
+	"github.com/dyno-platform/dyno/internal/gitserver"
 	"github.com/dyno-platform/dyno/internal/metering"
 	"github.com/dyno-platform/dyno/internal/runtime"
 	"github.com/dyno-platform/dyno/internal/server"
@@ -31,6 +32,9 @@ func main() {
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "server" {
 		os.Exit(runServer(ctx, os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "git-hook" { // run by git inside an app's repository
+		os.Exit(gitserver.RunHook(os.Args[2:], os.Stdin, os.Stdout, os.Stderr, os.Environ()))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "router" {
 		os.Exit(runRouter(ctx, os.Args[2:], os.Stdout, os.Stderr))
@@ -48,6 +52,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.HTTPSAddr, "https", ":8443", "router HTTPS listen address (HTTP/2; certificates from DATA/tls and certs:add); empty turns HTTPS off")
 	fs.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at <app>.<domain>")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS listen address")
+	fs.StringVar(&cfg.RendezvousAddr, "rendezvous", "", "TLS listen address where `dyno run` attaches to one-off dynos (default: the API's host, a free port)")
 	fs.StringVar(&cfg.PublicAPIURL, "api-url", "", "URL clients use to reach the API (default: from --api)")
 	fs.BoolVar(&cfg.ProcessRuntime, "process-runtime", false, "run dynos as plain processes, without isolation (development only)")
 	fs.IntVar(&cfg.HostMemoryMB, "host-memory", 0, "memory in MB this host offers dynos (default: all of the machine's)")
@@ -59,6 +64,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	prices := fs.String("dyno-prices", "", "monthly price per dyno by size, over Heroku's defaults (eco=5,basic=7,standard-1X=25,standard-2X=50,performance-M=250,performance-L=500); hourly = monthly/720, capped at monthly")
 	fs.DurationVar(&cfg.UsageCheckpoint, "usage-checkpoint", time.Minute, "how often running dynos' time is recorded: a host that dies is billed up to its last checkpoint")
 	fs.IntVar(&cfg.LogHistory, "log-history", 1500, "log lines kept per app, across restarts and redeploys")
+	fs.DurationVar(&cfg.BuildTimeout, "build-timeout", 15*time.Minute, "how long a build may take before it is stopped")
+	checkCluster := clusterFlags(fs, &cfg.Cluster)
 	verbose := fs.Bool("verbose", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -68,6 +75,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dyno server: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := checkCluster(); err != nil {
+		fmt.Fprintf(stderr, "dyno server: %v\n", err)
 		return 2
 	}
 	if *prices != "" {
@@ -83,6 +94,22 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		level = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// For end-to-end tests only, so not a flag: the scheduler's clock runs
+	// this many times faster (docs/CONTRACTS.md, Scheduler).
+	if v := os.Getenv("DYNO_SCHEDULER_TIME_SCALE"); v != "" {
+		if _, err := fmt.Sscan(v, &cfg.SchedulerTimeScale); err != nil {
+			fmt.Fprintf(stderr, "dyno server: DYNO_SCHEDULER_TIME_SCALE=%q: want a number such as 30\n", v)
+			return 2
+		}
+	}
+	if v := os.Getenv("DYNO_SCHEDULER_TIME_START"); v != "" {
+		var sec int64
+		if _, err := fmt.Sscan(v, &sec); err != nil {
+			fmt.Fprintf(stderr, "dyno server: DYNO_SCHEDULER_TIME_START=%q: want unix seconds\n", v)
+			return 2
+		}
+		cfg.SchedulerTimeStart = time.Unix(sec, 0)
+	}
 	if err := server.Run(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "dyno server: %v\n", err)
 		return 1

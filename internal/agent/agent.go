@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,7 +56,7 @@ type Config struct {
 	StopTimeout time.Duration
 	// BootTimeout is how long a web dyno has to bind PORT (60 s, R10).
 	BootTimeout time.Duration
-	// Heartbeat is how often the host record is refreshed.
+	// Heartbeat is how often the host record is refreshed (1 s).
 	Heartbeat time.Duration
 	// PidsLimit bounds the processes of one dyno.
 	PidsLimit int
@@ -74,6 +75,12 @@ type Config struct {
 	// retried before the time is given up (30 s).
 	Usage                              UsageSink
 	UsageCheckpoint, UsageFlushTimeout time.Duration
+	// RendezvousRoots verify the rendezvous attached one-offs dial (the
+	// platform CA); nil uses the system's roots.
+	RendezvousRoots *x509.CertPool
+	// DetachTimeout is how long an attached one-off whose client left has
+	// after SIGHUP before R16 and SIGKILL (10 s).
+	DetachTimeout time.Duration
 }
 
 // Agent runs the dynos assigned to one host.
@@ -112,7 +119,7 @@ func New(cfg Config, st *store.Store) *Agent {
 		cfg.BootTimeout = 60 * time.Second
 	}
 	if cfg.Heartbeat == 0 {
-		cfg.Heartbeat = 2 * time.Second
+		cfg.Heartbeat = model.DefaultHostHeartbeat // the manifold loses a host after model.DefaultHostTTL
 	}
 	if cfg.PidsLimit == 0 {
 		cfg.PidsLimit = 512
@@ -125,6 +132,9 @@ func New(cfg Config, st *store.Store) *Agent {
 	}
 	if cfg.MetricsPeriod == 0 {
 		cfg.MetricsPeriod = 20 * time.Second
+	}
+	if cfg.DetachTimeout <= 0 {
+		cfg.DetachTimeout = 10 * time.Second
 	}
 	if cfg.UsageCheckpoint <= 0 {
 		cfg.UsageCheckpoint = time.Minute
@@ -241,7 +251,8 @@ func (a *Agent) startDyno(ctx context.Context, as model.Assignment) {
 	// A dyno that crashed before the agent restarted stays crashed: its
 	// runner only waits to remove the status when the manifold replaces it.
 	crashed := false
-	if st, _, err := a.st.Statuses.Get(ctx, model.StatusKey(as.AppID, as.ID)); err == nil && st.State == model.StateCrashed {
+	if st, _, err := a.st.Statuses.Get(ctx, model.StatusKey(as.AppID, as.ID)); err == nil &&
+		(st.State == model.StateCrashed || (as.OneOff && model.OneOffEnded(st))) { // a one-off runs once
 		crashed = true
 	}
 	a.wg.Add(1)

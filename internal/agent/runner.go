@@ -105,11 +105,25 @@ func (r *runner) run(ctx context.Context) {
 		r.failStart(err)
 		return
 	}
+	// An attached one-off starts once its client is there (oneoff.go).
+	var att *attachment
+	if as.Attach != nil {
+		if att, err = r.attach(ctx, &spec); err != nil {
+			giveBack()
+			r.failAttach(err)
+			return
+		}
+		defer att.close()
+	}
 	dyno, err := r.a.cfg.Runtime.Start(ctx, spec)
 	if err != nil {
 		giveBack()
 		r.failStart(err)
 		return
+	}
+	var detached <-chan struct{} // nil: never
+	if att != nil {
+		detached = att.serve(dyno)
 	}
 	// A crashed dyno's container, layer, port and user go at once; its
 	// status stays until the manifold replaces it.
@@ -136,13 +150,26 @@ func (r *runner) run(ctx context.Context) {
 	if r.awaitUp(dyno, spec.Port, exited) {
 		select {
 		case res := <-exited:
-			r.crashed(res)
+			if as.OneOff {
+				r.oneOffEnded(res)
+			} else {
+				r.crashed(res)
+			}
+		case <-detached:
+			res, ok := r.detach(dyno, exited)
+			if !ok {
+				return // stopped meanwhile
+			}
+			r.oneOffEnded(res)
 		case <-r.stopCh:
 			r.stopDyno(dyno, exited)
 			return
 		}
 	} else if r.status.State != model.StateCrashed {
 		return // stopped while starting
+	}
+	if att != nil {
+		att.close() // after the final status: the client reads it when the output ends
 	}
 	release()
 	r.awaitRemoval()

@@ -251,6 +251,9 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.undo("logs", s.logs.Purge(ctx, app.ID))
 	s.deleteAppTLS(ctx, app.ID)
+	s.deleteAppJobs(ctx, app.ID)
+	s.undo("build cache", s.b.RemoveCache(app.ID))
+	s.removeRepo(app.ID)
 	return writeJSON(w, http.StatusOK, s.appJSON(app))
 }
 

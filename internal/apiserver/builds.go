@@ -237,10 +237,15 @@ func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID
 		return fail(fmt.Errorf("read source: %w", err))
 	}
 	defer src.Close()
-	slug, err = s.b.Build(ctx, app.ID, src, b.out)
+	opts, err := s.buildOptions(ctx, app)
+	if err != nil {
+		return fail(err)
+	}
+	res, err := s.b.BuildApp(ctx, src, b.out, opts)
 	if err != nil {
 		return nil, nil, slug, err
 	}
+	slug = res.Slug
 	short := strings.TrimPrefix(slug.Checksum, "SHA256:")
 	short = short[:min(8, len(short))]
 	// The release running now is what a deploy that fails to come up
@@ -254,6 +259,12 @@ func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID
 		next := &model.Release{Slug: &slug, Description: "Deploy " + short, Config: map[string]string{}}
 		if latest != nil {
 			maps.Copy(next.Config, latest.Config)
+		}
+		// The buildpacks' default config vars, for those not set (Heroku's rule).
+		for k, v := range res.ConfigVars {
+			if _, set := next.Config[k]; !set {
+				next.Config[k] = v
+			}
 		}
 		return next, nil
 	})

@@ -96,7 +96,7 @@ func TestBadBuilds(t *testing.T) {
 		src  []byte
 		want string
 	}{
-		{"no Procfile", tarball(t, file{"app.py", "x"}), "no Procfile found"},
+		{"no Procfile", tarball(t, file{"lib.py", "x"}), "no Procfile found"},
 		{"malformed Procfile", tarball(t, file{"Procfile", "web python3 app.py\n"}), "Procfile line 1"},
 		{"garbage", garbage, "not a gzipped tarball"},
 		{"dotdot", tarball(t, append(goodSource, file{"../evil", "x"})...), "leaves the app root"},

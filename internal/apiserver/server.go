@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/dyno-platform/dyno/internal/build"
+	"github.com/dyno-platform/dyno/internal/gitserver"
 	"github.com/dyno-platform/dyno/internal/logplex"
 	"github.com/dyno-platform/dyno/internal/model"
 	"github.com/dyno-platform/dyno/internal/store"
@@ -55,7 +56,8 @@ type Config struct {
 	SourceStallTimeout time.Duration
 	// HostTTL is how old a host's heartbeat may be for the host to count
 	// as live when a formation's size is checked against the hosts'
-	// memory; 15 s (the manifold's default) when zero.
+	// memory, and for `dyno hosts`; model.DefaultHostTTL (5 s, the
+	// manifold's default) when zero.
 	HostTTL time.Duration
 	// CACertPEM is the platform CA's certificate, served at GET /ca.pem
 	// without auth; empty when the server runs without HTTPS.
@@ -64,12 +66,23 @@ type Config struct {
 	Meter Meter
 	// Drains reports drain health; without it drains show health null.
 	Drains DrainHealth
+	// Rendezvous joins attached one-offs to their clients (run.go), at
+	// RendezvousAddr ("host:port" clients and agents dial); without it
+	// only detached one-offs run.
+	Rendezvous     Rendezvous
+	RendezvousAddr string
 	// DeployTimeout is how long the dynos of a deployed release have to be
 	// up before the deploy is rolled back; 90 s (the 60 s boot timeout
 	// plus room) when zero.
 	DeployTimeout time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Git turns on the apps' git remotes (git.go); none when nil.
+	Git    *GitConfig
+	Logger *slog.Logger
+	Now    func() time.Time
+	// SchedulerNow is the scheduler's clock, for scheduled jobs' times
+	// (created_at, next_due_at); Now when nil. Only end-to-end tests run
+	// the scheduler on a faster clock.
+	SchedulerNow func() time.Time
 }
 
 // Server serves the Platform API.
@@ -92,6 +105,9 @@ type Server struct {
 	builds   map[string]*buildRun // in memory: see builds.go
 	order    []string             // build IDs, oldest first
 	sessions map[string]*logSession
+
+	git    *gitserver.Server // nil when git remotes are off
+	gitErr error             // why they are off, if they failed
 }
 
 // New returns a Server writing to st, reading logs from logs and running
@@ -104,7 +120,7 @@ func New(cfg Config, st *store.Store, logs *logplex.Logplex, b *build.Builder) *
 		cfg.SourceStallTimeout = time.Minute
 	}
 	if cfg.HostTTL <= 0 {
-		cfg.HostTTL = 15 * time.Second
+		cfg.HostTTL = model.DefaultHostTTL
 	}
 	if cfg.DeployTimeout <= 0 {
 		cfg.DeployTimeout = 90 * time.Second
@@ -125,6 +141,7 @@ func New(cfg Config, st *store.Store, logs *logplex.Logplex, b *build.Builder) *
 	_, _ = rand.Read(s.secret)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.routes()
+	s.newGit(cfg.Git)
 	return s
 }
 
@@ -136,6 +153,10 @@ func (s *Server) Handler() http.Handler {
 			id = newID()
 		}
 		w.Header().Set("Request-Id", id)
+		if gitserver.IsGitPath(r.URL.Path) { // /<app>.git/...: no pattern matches a suffix
+			s.serveGit(w, r)
+			return
+		}
 		s.mux.ServeHTTP(w, r)
 	})
 }
@@ -173,11 +194,12 @@ func (s *Server) routes() {
 	api("DELETE /apps/{app}/formations/{type}", s.restartType)
 	api("POST /apps/{app}/formations/{type}/actions/stop", s.restartType)
 
-	api("GET /apps/{app}/dynos", s.listDynos)
-	api("GET /apps/{app}/dynos/{dyno}", s.getDyno)
+	api("GET /apps/{app}/dynos", s.listDynosAll)
+	api("GET /apps/{app}/dynos/{dyno}", s.getDynoAll)
+	api("POST /apps/{app}/dynos", s.createDyno)
 	api("DELETE /apps/{app}/dynos", s.restartAll)
-	api("DELETE /apps/{app}/dynos/{dyno}", s.restartDyno)
-	api("POST /apps/{app}/dynos/{dyno}/actions/stop", s.restartDyno)
+	api("DELETE /apps/{app}/dynos/{dyno}", s.stopOrRestartDyno)
+	api("POST /apps/{app}/dynos/{dyno}/actions/stop", s.stopOrRestartDyno)
 
 	api("GET /apps/{app}/releases", s.listReleases)
 	api("GET /apps/{app}/releases/{release}", s.getRelease)
@@ -190,6 +212,8 @@ func (s *Server) routes() {
 	api("POST /apps/{app}/builds", s.createBuild)
 	api("GET /apps/{app}/builds", s.listBuilds)
 	api("GET /apps/{app}/builds/{id}", s.getBuild)
+	api("GET /apps/{app}/buildpack-installations", s.listBuildpacks)
+	api("PUT /apps/{app}/buildpack-installations", s.setBuildpacks)
 	secret("GET /build-output/{id}", s.buildOutput)
 
 	api("POST /apps/{app}/log-sessions", s.createLogSession)
@@ -200,6 +224,16 @@ func (s *Server) routes() {
 	api("DELETE /apps/{app}/log-drains/{drain...}", s.deleteDrain)
 
 	api("GET /dyno-sizes", s.listSizes)
+
+	api("GET /hosts", s.listHosts)
+	api("POST /hosts/{host}/actions/drain", s.drainHost)
+	api("POST /hosts/{host}/actions/undrain", s.undrainHost)
+
+	api("GET /apps/{app}/scheduler/jobs", s.listSchedulerJobs)
+	api("POST /apps/{app}/scheduler/jobs", s.createSchedulerJob)
+	api("GET /apps/{app}/scheduler/jobs/{id}", s.getSchedulerJob)
+	api("DELETE /apps/{app}/scheduler/jobs/{id}", s.deleteSchedulerJob)
+	api("GET /apps/{app}/scheduler/jobs/{id}/runs", s.listSchedulerRuns)
 
 	api("GET /apps/{app}/domains", s.listDomains)
 	api("POST /apps/{app}/domains", s.createDomain)

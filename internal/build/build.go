@@ -1,9 +1,16 @@
 // Package build turns an uploaded source tarball into a slug: it checks the
-// tarball (gzip+tar, safe paths, no devices, bounded size), reads the
-// Procfile at its root, re-packs the checked files as the gzipped tarball
-// agents unpack into /app, and stores it in the slug object store. Making a
-// release of the slug is the API server's job, so that every release is
-// created in one place.
+// tarball (gzip+tar, safe paths, no devices, bounded size), unpacks it,
+// removes what .slugignore names, runs the app's buildpacks on it (Heroku's
+// classic API: bin/detect, bin/compile BUILD_DIR CACHE_DIR ENV_DIR,
+// bin/release) in build containers with a per-app cache, packs the result as
+// the gzipped tarball agents unpack into /app, and stores it in the slug
+// object store. Making a release of the slug is the API server's job, so
+// that every release is created in one place.
+//
+// Files: build.go (Builder, source checks), compile.go (running the
+// buildpacks), buildpack.go (built-in, tarball and git buildpacks),
+// sandbox.go (build containers), slug.go (.slugignore, packing), cache.go,
+// builtin/ (the built-in buildpacks' scripts).
 package build
 
 import (
@@ -16,10 +23,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path"
-	"slices"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dyno-platform/dyno/internal/model"
@@ -43,72 +52,228 @@ type LogSink interface {
 	Publish(appID string, line model.LogLine)
 }
 
+// Config configures a Builder.
+type Config struct {
+	Store  *store.Store
+	Logs   LogSink // where "Build failed" lines go; nil: nowhere
+	Logger *slog.Logger
+	// DataDir holds the builds' workspaces (builds/) and the per-app build
+	// caches (cache/<appID>). Empty: workspaces in the system's temp dir
+	// and no cache kept between builds.
+	DataDir string
+	// Runtime runs the buildpacks' programs in containers. Nil, or one that
+	// is not isolated: they run as plain processes of the server, without
+	// any isolation (the build output says so).
+	Runtime Runtime
+	// UIDs are the users build containers run as (DefaultBuildUIDs when nil).
+	UIDs UIDs
+	// Env is the platform's environment for builds, under the app's config
+	// vars: GOPROXY, NPM_CONFIG_REGISTRY, PIP_INDEX_URL...
+	Env map[string]string
+	// MemoryMB is a build container's memory limit (2048 when 0).
+	MemoryMB int
+	// Timeout bounds a whole build (15 min when 0).
+	Timeout time.Duration
+	// MaxSlugBytes bounds the compressed slug (DefaultMaxSlugBytes when 0).
+	MaxSlugBytes int64
+	// AllowFileBuildpacks lets buildpacks be cloned from file:// URLs, i.e.
+	// from the server's own disk: for tests only.
+	AllowFileBuildpacks bool
+	// HTTPClient fetches tarball buildpacks (http.DefaultClient when nil).
+	HTTPClient *http.Client
+}
+
+// Options are what one build needs to know about its app.
+type Options struct {
+	AppID string
+	// ConfigVars are the current release's config vars: ENV_DIR's files.
+	ConfigVars map[string]string
+	// Buildpacks are the app's buildpacks in order, as ParseBuildpack takes
+	// them; none: the built-ins are detected.
+	Buildpacks []string
+	// SourceVersion is the commit being built, if known (SOURCE_VERSION).
+	SourceVersion string
+}
+
+// Result is a successful build.
+type Result struct {
+	Slug model.Slug
+	// ConfigVars are the defaults the buildpacks' bin/release asked for;
+	// Heroku sets those the app does not have yet.
+	ConfigVars map[string]string
+	// Buildpacks are the buildpacks that ran, in order.
+	Buildpacks []string
+}
+
 // Builder builds slugs from source tarballs.
 type Builder struct {
-	st   *store.Store
-	logs LogSink
-	log  *slog.Logger
+	cfg   Config
+	st    *store.Store
+	logs  LogSink
+	log   *slog.Logger
+	fetch *fetcher
+
+	cacheMu sync.Mutex // serialises the swap of an app's saved cache
 }
 
 // New returns a Builder that stores slugs in st and reports failures to
-// the app's log through logs.
+// the app's log through logs. Its buildpacks run unisolated and keep no
+// cache: servers use NewWithConfig.
 func New(st *store.Store, logs LogSink, logger *slog.Logger) *Builder {
-	if logger == nil {
-		logger = slog.Default()
-	}
-	return &Builder{st: st, logs: logs, log: logger}
+	return NewWithConfig(Config{Store: st, Logs: logs, Logger: logger})
 }
 
-// Build reads a gzipped tar source from src, writes human build output to
-// out as it goes, and stores the checked files re-packed as a slug under a
-// new ID. On failure it writes the reason to out, publishes "Build failed:
-// <reason>" to the app's log as app[api], stores nothing and returns an
-// error (wrapping ErrInvalidSource when the source is to blame).
+// NewWithConfig returns a Builder configured by cfg. It removes the
+// workspaces an earlier process left in cfg.DataDir.
+func NewWithConfig(cfg Config) *Builder {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.UIDs == nil {
+		cfg.UIDs = DefaultBuildUIDs()
+	}
+	if cfg.MemoryMB <= 0 {
+		cfg.MemoryMB = 2048
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 15 * time.Minute
+	}
+	if cfg.MaxSlugBytes <= 0 {
+		cfg.MaxSlugBytes = DefaultMaxSlugBytes
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	if cfg.DataDir != "" {
+		if err := os.RemoveAll(filepath.Join(cfg.DataDir, "builds")); err != nil {
+			cfg.Logger.Warn("remove old build workspaces", "err", err)
+		}
+	}
+	return &Builder{
+		cfg: cfg, st: cfg.Store, logs: cfg.Logs, log: cfg.Logger,
+		fetch: &fetcher{hc: cfg.HTTPClient, allowFile: cfg.AllowFileBuildpacks},
+	}
+}
+
+// Build builds with the built-in buildpacks and no config vars: see BuildApp.
 func (b *Builder) Build(ctx context.Context, appID string, src io.Reader, out io.Writer) (model.Slug, error) {
-	slug, err := b.build(ctx, src, out)
+	res, err := b.BuildApp(ctx, src, out, Options{AppID: appID})
+	return res.Slug, err
+}
+
+// BuildApp reads a gzipped tar source from src, runs the buildpacks on it,
+// writes human build output to out as it goes, and stores the compiled app
+// as a slug under a new ID. On failure it writes the reason to out,
+// publishes "Build failed: <reason>" to the app's log as app[api], stores
+// nothing and returns an error (wrapping ErrInvalidSource when the source
+// is to blame, ErrBuildpack when a buildpack failed, ErrSlugTooLarge).
+func (b *Builder) BuildApp(ctx context.Context, src io.Reader, out io.Writer, opts Options) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	res, err := b.build(ctx, src, out, opts)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("the build took longer than %s and was stopped: make it faster, or ask the operator for a longer build timeout", b.cfg.Timeout)
+		}
 		reason := err.Error()
 		if errors.Is(err, ErrInvalidSource) {
 			reason = strings.TrimPrefix(reason, ErrInvalidSource.Error()+": ")
 		}
 		fmt.Fprintf(out, " !     %s\n !     Build failed\n", reason)
 		if b.logs != nil {
-			b.logs.Publish(appID, model.LogLine{Time: time.Now(), Source: model.SourceApp, Dyno: "api", Message: "Build failed: " + reason})
+			b.logs.Publish(opts.AppID, model.LogLine{Time: time.Now(), Source: model.SourceApp, Dyno: "api", Message: "Build failed: " + reason})
 		}
-		return model.Slug{}, fmt.Errorf("build app %s: %w", appID, err)
+		return Result{}, fmt.Errorf("build app %s: %w", opts.AppID, err)
 	}
-	return slug, nil
+	return res, nil
 }
 
-func (b *Builder) build(ctx context.Context, src io.Reader, out io.Writer) (model.Slug, error) {
+func (b *Builder) build(ctx context.Context, src io.Reader, out io.Writer, opts Options) (Result, error) {
 	fmt.Fprintln(out, "-----> Unpacking source")
+	tmp, err := os.CreateTemp("", "dyno-source-*.tgz")
+	if err != nil {
+		return Result{}, fmt.Errorf("create source file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	res, err := repack(ctx, ctxReader{ctx, src}, tmp)
+	if err != nil {
+		return Result{}, err
+	}
+	fmt.Fprintf(out, "       %d files, %s\n", res.files, humanBytes(res.bytes))
+	if res.procfile != nil {
+		// A broken Procfile fails now rather than after a long compile.
+		if _, err := model.ParseProcfile(res.procfile); err != nil {
+			return Result{}, fmt.Errorf("%w: %v", ErrInvalidSource, err)
+		}
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return Result{}, fmt.Errorf("rewind source file: %w", err)
+	}
+	ws, cleanup, err := b.workspace()
+	if err != nil {
+		return Result{}, err
+	}
+	defer cleanup()
+	if err := extract(ctx, tmp, ws.build); err != nil {
+		return Result{}, err
+	}
+	if n, err := slugignore(ws.build); err != nil {
+		return Result{}, err
+	} else if n > 0 {
+		fmt.Fprintf(out, "-----> Removed %d entries named in .slugignore\n", n)
+	}
+	compiled, err := b.compile(ctx, ws, out, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	slug, err := b.store(ctx, ws.build, out, compiled.processTypes)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Slug: slug, ConfigVars: compiled.configVars, Buildpacks: compiled.buildpacks}, nil
+}
+
+// workspace makes a build's dirs; cleanup removes them.
+func (b *Builder) workspace() (*workspace, func(), error) {
+	var root string
+	var err error
+	if b.cfg.DataDir != "" {
+		parent := filepath.Join(b.cfg.DataDir, "builds")
+		if err = os.MkdirAll(parent, 0o700); err == nil {
+			root, err = os.MkdirTemp(parent, "build-")
+		}
+	} else {
+		root, err = os.MkdirTemp("", "dyno-build-")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("create build workspace: %w", err)
+	}
+	cleanup := func() {
+		if err := os.RemoveAll(root); err != nil {
+			b.log.Warn("remove build workspace", "dir", root, "err", err)
+		}
+	}
+	ws, err := newWorkspace(root)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return ws, cleanup, nil
+}
+
+// store packs the compiled app and stores it as a slug.
+func (b *Builder) store(ctx context.Context, dir string, out io.Writer, types map[string]string) (model.Slug, error) {
+	fmt.Fprintln(out, "-----> Compressing...")
 	tmp, err := os.CreateTemp("", "dyno-slug-*.tgz")
 	if err != nil {
 		return model.Slug{}, fmt.Errorf("create slug file: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-
-	res, err := repack(ctx, ctxReader{ctx, src}, tmp)
-	if err != nil {
+	if _, err := pack(ctx, dir, tmp, b.cfg.MaxSlugBytes); err != nil {
 		return model.Slug{}, err
 	}
-	fmt.Fprintf(out, "       %d files, %s\n", res.files, humanBytes(res.bytes))
-	if res.procfile == nil {
-		return model.Slug{}, fmt.Errorf("%w: no Procfile found at the root of the source: add one with a line such as \"web: python3 app.py\"", ErrInvalidSource)
-	}
-	types, err := model.ParseProcfile(res.procfile)
-	if err != nil {
-		return model.Slug{}, fmt.Errorf("%w: %v", ErrInvalidSource, err)
-	}
-	names := make([]string, 0, len(types))
-	for t := range types {
-		names = append(names, t)
-	}
-	slices.Sort(names)
-	fmt.Fprintf(out, "-----> Procfile declares types -> %s\n", strings.Join(names, ", "))
-
-	fmt.Fprintln(out, "-----> Compressing...")
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return model.Slug{}, fmt.Errorf("rewind slug file: %w", err)
 	}

@@ -44,6 +44,7 @@ func (s *session) appsCommand() *cobra.Command {
 
 func (s *session) appsCreateCommand() *cobra.Command {
 	var asJSON bool
+	var remote string
 	cmd := &cobra.Command{
 		Use:   "apps:create [NAME]",
 		Short: "create an app",
@@ -63,18 +64,24 @@ func (s *session) appsCreateCommand() *cobra.Command {
 			}
 			fmt.Fprintf(s.stderr, "Creating %s... done\n", app.Name)
 			if asJSON {
-				return s.printRaw(cmd.Context(), c, appPath(app.Name))
+				if err := s.printRaw(cmd.Context(), c, appPath(app.Name)); err != nil {
+					return err
+				}
+				return s.addCreatedRemote(cmd.Context(), remote, app.GitURL)
 			}
-			// Only the web URL: the API's git_url takes no pushes yet.
 			out := app.WebURL
 			if out == "" {
 				out = app.Name
 			}
+			if app.GitURL != "" {
+				out += " | " + app.GitURL
+			}
 			fmt.Fprintln(s.stdout, out)
-			return nil
+			return s.addCreatedRemote(cmd.Context(), remote, app.GitURL)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	cmd.Flags().StringVarP(&remote, "remote", "r", defaultRemote, "the git remote to add when run in a git repository (empty: none)")
 	return cmd
 }
 

@@ -66,6 +66,10 @@ type session struct {
 	hc             *http.Client
 	now            func() time.Time
 
+	// dir is where git commands run (apps:create, git:remote); the
+	// process's working directory when empty.
+	dir string
+
 	apiURL string // resolved by api(), for error messages
 	hasKey bool
 }
@@ -79,6 +83,10 @@ func (s *session) run(ctx context.Context, args []string) int {
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
+	}
+	var status *exitStatusError
+	if errors.As(err, &status) { // dyno run: the remote command's status, nothing printed
+		return status.code
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		fmt.Fprintln(s.stderr, "Error: interrupted")
@@ -101,11 +109,14 @@ func (s *session) rootCommand() *cobra.Command {
 	root.SetVersionTemplate(versionLine() + "\n")
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(s.maintenanceCommands()...)
+	root.AddCommand(s.schedulerCommands()...)
+	root.AddCommand(s.buildpacksCommands()...)
+	root.AddCommand(s.hostsCommands()...)
 	root.AddCommand(
 		s.appsCommand(), s.appsCreateCommand(), s.appsInfoCommand(), s.appsDestroyCommand(),
-		s.deployCommand(),
+		s.deployCommand(), s.gitRemoteCommand(), s.gitCloneCommand(), s.gitCredentialsCommand(),
 		s.psCommand(), s.psScaleCommand(), s.psTypeCommand(), s.psRestartCommand(), s.psStopCommand(), s.psWaitCommand(),
-		s.logsCommand(),
+		s.logsCommand(), s.runCommand(), s.runDetachedCommand(),
 		s.configCommand(), s.configGetCommand(), s.configSetCommand(), s.configUnsetCommand(),
 		s.releasesCommand(), s.releasesInfoCommand(), s.rollbackCommand(),
 		s.domainsCommand(), s.domainsAddCommand(), s.domainsRemoveCommand(),

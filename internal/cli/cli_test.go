@@ -187,7 +187,7 @@ func TestApps(t *testing.T) {
 		wantStderr string
 	}{
 		{[]string{"apps"}, "=== Apps\nhello\nworld\n", ""},
-		{[]string{"apps:create", "hello"}, "http://hello.localhost:8080/\n", "Creating hello... done\n"},
+		{[]string{"apps:create", "hello"}, "http://hello.localhost:8080/ | http://127.0.0.1:5000/hello.git\n", "Creating hello... done\n"},
 		{[]string{"apps:info", "-a", "hello"}, "=== hello\n" +
 			"Dynos:       web: 2, worker: 1\nMaintenance: false\nOwner:       admin@dyno.local\nRelease:     v2\n" +
 			"Released At: 2026/11/26 14:00:00 +0000 (~ 5s ago)\nWeb URL:     http://hello.localhost:8080/\n" +

@@ -115,6 +115,10 @@ func runCtx(t *testing.T, ctx context.Context, api *fakeAPI, env map[string]stri
 		env:    func(k string) string { return vars[k] },
 		hc:     &http.Client{Timeout: 10 * time.Second},
 		now:    func() time.Time { return testNow },
+		dir:    vars["DIR"], // never the source tree: apps:create adds git remotes
+	}
+	if s.dir == "" {
+		s.dir = t.TempDir()
 	}
 	code := s.run(ctx, args)
 	return result{stdout: out.String(), stderr: errb.String(), code: code}

@@ -171,6 +171,7 @@ func (p *Platform) CLI(args ...string) (string, string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, p.Bin, args...)
 	cmd.Env = append(os.Environ(), "DYNO_API_URL="+p.APIURL, "DYNO_API_KEY="+p.APIKey, "HOME="+p.t.TempDir())
+	cmd.Dir = p.t.TempDir() // not the source tree: apps:create adds a git remote to the repository it runs in
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -75,6 +75,11 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Logplex, err
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	persist := jetstream.AsyncPersistMode
+	if cfg.Replicas > 1 {
+		// NATS refuses async persistence on replicated streams (10052).
+		persist = jetstream.DefaultPersistMode
+	}
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              Stream,
 		Subjects:          []string{"logs.>"},
@@ -84,7 +89,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Logplex, err
 		Discard:           jetstream.DiscardOld,
 		// Logs may lose their last instant in a power cut; control-plane
 		// state may not. Async persistence keeps logging off the fsync path.
-		PersistMode: jetstream.AsyncPersistMode,
+		PersistMode: persist,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open log stream: %w", err)

@@ -51,13 +51,17 @@ type Config struct {
 	// ("heroku[web.1]: Cycling"); the server passes logplex.
 	LogSink LogSink
 	// HostTTL is how old a host's heartbeat may be for it to count as
-	// live; default 15 s.
+	// live; older, the host is lost and its dynos are replaced elsewhere
+	// (placement.go). Default model.DefaultHostTTL (5 s, agents heartbeat
+	// every second).
 	HostTTL time.Duration
 	// Workers bounds the store writes a plan makes at once; default 16.
 	Workers int
 	// RetryDelay is how long the loop waits before trying again after a
 	// failed write; default 1 s.
 	RetryDelay time.Duration
+	// OneOffRetention is how long an ended one-off's status stays; 5 min.
+	OneOffRetention time.Duration
 }
 
 // LogSink publishes a line to an app's log stream.
@@ -92,7 +96,7 @@ func New(cfg Config, st *store.Store) *Manifold {
 		cfg.CycleJitter = DefaultCycleJitter
 	}
 	if cfg.HostTTL <= 0 {
-		cfg.HostTTL = 15 * time.Second
+		cfg.HostTTL = model.DefaultHostTTL
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
@@ -120,6 +124,16 @@ type view struct {
 	statuses  map[string]model.DynoStatus // by dyno ID
 	statusIDs map[string]string           // status key → dyno ID
 	hosts     map[string]model.Host
+	oneoffs   map[string]OneOffEntry // by dyno ID
+	// oneoffTombs are requests this loop deleted (by store key), like tombs.
+	oneoffTombs map[string]uint64
+	settings    map[string]model.HostSettings // control-plane host records (drains), by host ID
+	since       time.Time                     // when the loop started: hosts get one TTL from it (hosts.go)
+	// dirty says an event since the last reconcile may change the plan;
+	// quiet is set by an event that cannot (a live host's heartbeat).
+	dirty, quiet bool
+	ttl          time.Duration
+	now          func() time.Time
 }
 
 func newView() *view {
@@ -128,6 +142,8 @@ func newView() *view {
 		formations: map[string]model.Formation{}, assigns: map[string]AssignmentEntry{},
 		tombs: map[string]uint64{}, statuses: map[string]model.DynoStatus{},
 		statusIDs: map[string]string{}, hosts: map[string]model.Host{},
+		oneoffs: map[string]OneOffEntry{}, oneoffTombs: map[string]uint64{},
+		settings: map[string]model.HostSettings{},
 	}
 }
 
@@ -152,7 +168,7 @@ func forward[T any](ctx context.Context, ch <-chan store.Event[T], out chan<- up
 
 // buckets is how many watches must deliver their initial values before the
 // loop trusts its view.
-const buckets = 6
+const buckets = 8
 
 // Run watches the buckets and reconciles after every burst of changes and
 // whenever a back-off ends, a dyno is due for cycling or a host's heartbeat
@@ -167,6 +183,7 @@ func (m *Manifold) Run(ctx context.Context) error {
 		return fmt.Errorf("manifold: %w: is NATS reachable?", err)
 	}
 	v := newView()
+	v.since, v.ttl, v.now = m.cfg.Now(), m.cfg.HostTTL, m.cfg.Now
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -176,11 +193,12 @@ func (m *Manifold) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+			v.dirty = true
 		case u := <-events:
 			if u == nil {
 				return closed
 			}
-			u(v)
+			fold(v, u)
 		}
 		// Drain whatever else is queued so a burst costs one reconcile.
 	drain:
@@ -190,14 +208,15 @@ func (m *Manifold) Run(ctx context.Context) error {
 				if u == nil {
 					return closed
 				}
-				u(v)
+				fold(v, u)
 			default:
 				break drain
 			}
 		}
-		if v.ready < buckets {
+		if v.ready < buckets || !v.dirty {
 			continue // a partial view would stop the dynos of apps not loaded yet
 		}
+		v.dirty = false
 		wake := m.reconcile(ctx, v)
 		if ctx.Err() != nil {
 			return nil
@@ -237,6 +256,16 @@ func (m *Manifold) watch(ctx context.Context, wg *sync.WaitGroup, events chan<- 
 	if err != nil {
 		return err
 	}
+	oneoffs, err := m.st.OneOffs.Watch(ctx, ">")
+	if err != nil {
+		return err
+	}
+	settings, err := m.st.HostSettings.Watch(ctx, ">")
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { forward(ctx, settings, events, onHostSetting) })
+	wg.Go(func() { forward(ctx, oneoffs, events, onOneOff) })
 	wg.Go(func() { forward(ctx, apps, events, onApp) })
 	wg.Go(func() { forward(ctx, releases, events, onRelease) })
 	wg.Go(func() {
@@ -245,7 +274,7 @@ func (m *Manifold) watch(ctx context.Context, wg *sync.WaitGroup, events chan<- 
 	wg.Go(func() { forward(ctx, assigns, events, onAssignment) })
 	wg.Go(func() { forward(ctx, statuses, events, onStatus) })
 	wg.Go(func() {
-		forward(ctx, hosts, events, func(v *view, ev store.Event[model.Host]) { onSimple(v, v.hosts, ev) })
+		forward(ctx, hosts, events, onHostRecord)
 	})
 	return nil
 }
@@ -324,6 +353,22 @@ func onAssignment(v *view, ev store.Event[model.Assignment]) {
 	}
 }
 
+func onOneOff(v *view, ev store.Event[model.OneOff]) {
+	_, id, _ := strings.Cut(ev.Key, ".")
+	switch {
+	case ev.Ready:
+		v.ready++
+	case ev.Deleted:
+		delete(v.oneoffs, id)
+		delete(v.oneoffTombs, ev.Key)
+	default:
+		if rev, dead := v.oneoffTombs[ev.Key]; dead && ev.Revision <= rev {
+			return
+		}
+		v.oneoffs[id] = OneOffEntry{OneOff: ev.Value, Revision: ev.Revision}
+	}
+}
+
 func onStatus(v *view, ev store.Event[model.DynoStatus]) {
 	switch {
 	case ev.Ready:
@@ -347,23 +392,14 @@ func (m *Manifold) state(v *view, now time.Time) (State, time.Time) {
 		Apps: v.apps, Releases: make(map[string]model.Release, len(v.apps)),
 		Formations: v.formations, Assignments: v.assigns, Statuses: v.statuses,
 		Backoff: m.cfg.Backoff, CyclePeriod: m.cfg.CyclePeriod, CycleJitter: m.cfg.CycleJitter,
+		OneOffs: v.oneoffs, OneOffRetention: m.cfg.OneOffRetention,
 	}
 	for id, app := range v.apps {
 		if rel, ok := v.releases[id][app.ReleaseVersion]; ok {
 			s.Releases[id] = rel
 		}
 	}
-	var expiry time.Time
-	for _, h := range v.hosts {
-		end := h.HeartbeatAt.Add(m.cfg.HostTTL)
-		if !now.Before(end) {
-			continue
-		}
-		s.Hosts = append(s.Hosts, h)
-		if expiry.IsZero() || end.Before(expiry) {
-			expiry = end
-		}
-	}
+	expiry := m.hostStates(v, now, &s)
 	return s, expiry
 }
 
@@ -394,8 +430,15 @@ func (m *Manifold) reconcile(ctx context.Context, v *view) time.Time {
 			m.cfg.LogSink.Publish(a.AppID, model.LogLine{Time: now, Source: model.SourceHeroku, Dyno: a.Name, Message: "Cycling"})
 		}
 	}
+	for _, o := range plan.Expired {
+		m.log.Info("one-off expired", "app", o.AppName, "dyno", o.Name, "id", o.ID)
+		if m.cfg.LogSink != nil {
+			m.cfg.LogSink.Publish(o.AppID, model.LogLine{Time: now, Source: model.SourceHeroku, Dyno: o.Name,
+				Message: "Stopping process: its time to live (" + o.ExpiresAt.Sub(o.CreatedAt).Round(time.Second).String() + ") lapsed"})
+		}
+	}
 	failed := m.apply(ctx, v, plan)
-	m.log.Info("applied plan", "create", len(plan.Create), "cycle", len(plan.Cycled), "update", len(plan.Update), "delete", len(plan.Delete),
+	m.log.Info("applied plan", "create", len(plan.Create), "oneoffs_done", len(plan.DeleteOneOffs), "cycle", len(plan.Cycled), "update", len(plan.Update), "delete", len(plan.Delete), "statuses_forgotten", len(plan.DeleteStatuses),
 		"failed", failed, "plan_time", planned, "total_time", time.Since(start))
 	if failed > 0 {
 		retry := m.cfg.Now().Add(m.cfg.RetryDelay)
@@ -438,6 +481,8 @@ func (m *Manifold) apply(ctx context.Context, v *view, plan Plan) int {
 		key     string
 		entry   AssignmentEntry
 		deleted bool
+		oneOff  *OneOffEntry      // a one-off request, not an assignment
+		status  *model.DynoStatus // a lost host's dyno status, not an assignment
 		err     error
 	}
 	var ops []func() result
@@ -473,6 +518,27 @@ func (m *Manifold) apply(ctx context.Context, v *view, plan Plan) int {
 		})
 	}
 
+	for _, e := range plan.DeleteOneOffs {
+		ops = append(ops, func() result {
+			err := m.st.OneOffs.Delete(ctx, e.Key(), e.Revision)
+			if err != nil {
+				err = fmt.Errorf("forget one-off %s of %s: %w", e.OneOff.Name, e.OneOff.AppName, err)
+			}
+			return result{key: e.Key(), oneOff: &e, deleted: true, err: err}
+		})
+	}
+
+	for _, st := range plan.DeleteStatuses {
+		ops = append(ops, func() result {
+			key := model.StatusKey(st.AppID, st.ID)
+			err := m.st.Statuses.Delete(ctx, key, 0)
+			if err != nil {
+				err = fmt.Errorf("forget status of dyno %s (%s) on lost host %s: %w", st.Name, st.ID, st.HostID, err)
+			}
+			return result{key: key, status: &st, deleted: true, err: err}
+		})
+	}
+
 	results := make([]result, len(ops))
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -499,6 +565,12 @@ func (m *Manifold) apply(ctx context.Context, v *view, plan Plan) int {
 			if ctx.Err() == nil {
 				m.log.Warn("write failed, will retry", "err", r.err)
 			}
+		case r.status != nil:
+			delete(v.statuses, r.status.ID)
+			delete(v.statusIDs, r.key)
+		case r.oneOff != nil:
+			delete(v.oneoffs, r.oneOff.OneOff.ID)
+			v.oneoffTombs[r.key] = r.oneOff.Revision
 		case r.deleted:
 			delete(v.assigns, r.key)
 			v.tombs[r.key] = r.entry.Revision

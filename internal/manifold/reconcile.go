@@ -26,6 +26,12 @@ type State struct {
 	Assignments map[string]AssignmentEntry  // by assignment key, with its KV revision
 	Statuses    map[string]model.DynoStatus // by dyno ID
 	Hosts       []model.Host                // live hosts
+	// Lost are the hosts whose heartbeat lapsed, by ID: their dynos are
+	// suspects, replaced elsewhere and deleted once the replacement is up.
+	Lost map[string]bool
+	// Draining are the hosts being drained, by ID: live ones take no new
+	// dynos and theirs are moved (placement.go).
+	Draining map[string]bool
 	// Backoff is the crash policy; nil means DefaultBackoff(nil).
 	Backoff Backoff
 	// CyclePeriod is how long a dyno runs before it is cycled (replaced as
@@ -33,6 +39,11 @@ type State struct {
 	// from its ID. Zero means Heroku's 24 h and 216 min; a negative period
 	// turns cycling off, a negative jitter means none.
 	CyclePeriod, CycleJitter time.Duration
+	// OneOffs are the one-off dyno requests, by dyno ID (oneoff.go).
+	OneOffs map[string]OneOffEntry
+	// OneOffRetention is how long an ended one-off's status stays before
+	// the dyno is forgotten; zero means DefaultOneOffRetention.
+	OneOffRetention time.Duration
 }
 
 // Defaults of daily cycling, Heroku's (heroku.md §1.3).
@@ -69,10 +80,22 @@ type Plan struct {
 	// Pending says why some dynos are not running and will not be started
 	// by this plan (no host with room, release not loaded yet).
 	Pending []string
+	// DeleteOneOffs are one-off requests that are done (ended and kept
+	// long enough, stopped, expired, app deleted); their assignments go
+	// in a later plan, once the requests are gone, so that a failed write
+	// never starts a finished one-off again.
+	DeleteOneOffs []OneOffEntry
+	// Expired are the one-offs whose time to live lapsed, for the log.
+	Expired []model.OneOff
+	// DeleteStatuses are statuses of dynos on lost hosts that are gone:
+	// the manifold deletes them because their agent cannot.
+	DeleteStatuses []model.DynoStatus
 }
 
 // Empty reports whether the plan writes nothing.
-func (p Plan) Empty() bool { return len(p.Create)+len(p.Update)+len(p.Delete) == 0 }
+func (p Plan) Empty() bool {
+	return len(p.Create)+len(p.Update)+len(p.Delete)+len(p.DeleteOneOffs)+len(p.DeleteStatuses) == 0
+}
 
 // intent is a dyno to create. Replaces are deleted in the same plan, but
 // only if the new dyno finds a host, so that a non-web dyno keeps running
@@ -86,6 +109,7 @@ type intent struct {
 	surge    []AssignmentEntry
 	pending  []AssignmentEntry
 	cycled   []model.Assignment
+	keepID   bool // a one-off keeps its request's ID
 }
 
 type reconciler struct {
@@ -110,7 +134,12 @@ func Reconcile(s State, now time.Time) Plan {
 		r.backoff = DefaultBackoff(nil)
 	}
 	byApp := map[string][]AssignmentEntry{}
+	var oneOffs []AssignmentEntry
 	for _, e := range s.Assignments {
+		if e.Assignment.OneOff {
+			oneOffs = append(oneOffs, e)
+			continue
+		}
 		byApp[e.Assignment.AppID] = append(byApp[e.Assignment.AppID], e)
 	}
 	appIDs := slices.Sorted(maps.Keys(s.Apps))
@@ -123,13 +152,16 @@ func Reconcile(s State, now time.Time) Plan {
 	for _, id := range appIDs {
 		r.app(id, byApp[id])
 	}
+	r.oneOffs(oneOffs)
 	r.place()
+	r.sweepLostStatuses()
 	slices.SortFunc(r.plan.Create, func(a, b model.Assignment) int {
 		return cmp.Or(cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.Type, b.Type), cmp.Compare(a.Index, b.Index))
 	})
 	byKey := func(a, b AssignmentEntry) int { return cmp.Compare(a.Key(), b.Key()) }
 	slices.SortFunc(r.plan.Update, byKey)
 	slices.SortFunc(r.plan.Delete, byKey)
+	slices.SortFunc(r.plan.DeleteOneOffs, func(a, b OneOffEntry) int { return cmp.Compare(a.Key(), b.Key()) })
 	return r.plan
 }
 
@@ -217,12 +249,16 @@ func (r *reconciler) state(a model.Assignment) string { return r.s.Statuses[a.ID
 
 // slot reconciles one dyno slot (web.2) given the assignments that hold it.
 func (r *reconciler) slot(want model.Assignment, entries []AssignmentEntry) {
-	var cur, old, pending []AssignmentEntry
+	var cur, old, pending, suspects []AssignmentEntry
 	var cycled []model.Assignment
 	for _, e := range entries {
 		switch {
 		case e.Assignment.Pending(): // runs nowhere: never capacity
 			pending = append(pending, e)
+		case r.s.Lost[e.Assignment.HostID]: // serves until a replacement is up
+			suspects = append(suspects, e)
+		case r.s.Draining[e.Assignment.HostID]: // moved like an outdated dyno
+			old = append(old, e)
 		case !isCurrent(e.Assignment, want):
 			old = append(old, e)
 		case r.dueForCycle(e.Assignment):
@@ -245,6 +281,7 @@ func (r *reconciler) slot(want model.Assignment, entries []AssignmentEntry) {
 		keep = &cur[0]
 		r.plan.Delete = append(r.plan.Delete, cur[1:]...)
 	}
+	r.retireSuspects(keep, suspects)
 
 	// Outdated dynos. A web dyno keeps serving until its replacement is up,
 	// so a deploy, restart or cycle never leaves the slot without traffic.
@@ -383,52 +420,6 @@ func memoryMB(size string) int {
 	return sz.MemoryMB
 }
 
-// hostRoom is what placement knows of the live hosts: how many dynos each
-// runs and how much of its memory is not reserved.
-type hostRoom struct {
-	hosts []model.Host // sorted by ID
-	load  map[string]int
-	free  map[string]int // MB
-}
-
-// reserve adds (n = 1) or removes (n = -1) a dyno of size on host.
-func (h *hostRoom) reserve(host, size string, n int) {
-	if _, live := h.free[host]; live {
-		h.load[host] += n
-		h.free[host] -= n * memoryMB(size)
-	}
-}
-
-// pick chooses the host for a dyno needing mb: among the live hosts with
-// room, counting extra (memory the same plan frees on a host), the one
-// running the fewest dynos, ties broken by ID.
-func (h *hostRoom) pick(mb int, extra map[string]int) (string, bool) {
-	best, found := "", false
-	for _, host := range h.hosts {
-		if h.free[host.ID]+extra[host.ID] < mb {
-			continue
-		}
-		if !found || h.load[host.ID] < h.load[best] {
-			best, found = host.ID, true
-		}
-	}
-	return best, found
-}
-
-// why says why no host has room for a dyno of size.
-func (h *hostRoom) why(size string) string {
-	if len(h.hosts) == 0 {
-		return "no live host: start a host agent (dyno agent)"
-	}
-	most, where := 0, ""
-	for _, host := range h.hosts {
-		if f := h.free[host.ID]; where == "" || f > most {
-			most, where = f, host.ID
-		}
-	}
-	return fmt.Sprintf("no host has %d MB free for %s (largest free: %d MB on %s)", memoryMB(size), size, max(most, 0), where)
-}
-
 // place gives every intent a host with room for its size and an ID and
 // turns it into a Create; an intent no host has room for becomes (or
 // stays) a pending assignment with the reason.
@@ -436,11 +427,7 @@ func (r *reconciler) place() {
 	if len(r.intents) == 0 {
 		return
 	}
-	room := hostRoom{hosts: slices.SortedFunc(slices.Values(r.s.Hosts), func(a, b model.Host) int { return cmp.Compare(a.ID, b.ID) }),
-		load: map[string]int{}, free: map[string]int{}}
-	for _, h := range room.hosts {
-		room.free[h.ID] = h.MemoryMB
-	}
+	room := newHostRoom(r.s.Hosts, r.s.Draining)
 	deleted := make(map[string]bool, len(r.plan.Delete))
 	for _, e := range r.plan.Delete {
 		deleted[e.Assignment.ID] = true
@@ -450,8 +437,8 @@ func (r *reconciler) place() {
 		if deleted[a.ID] || a.Pending() {
 			continue
 		}
-		room.reserve(a.HostID, a.Size, 1)
-		if r.state(a) == model.StateCrashed { // runs nothing: counts for spreading, not for memory
+		room.reserve(a.HostID, a, 1)
+		if r.state(a) == model.StateCrashed || (a.OneOff && model.OneOffEnded(r.s.Statuses[a.ID])) { // runs nothing: counts for spreading, not for memory
 			room.free[a.HostID] += memoryMB(a.Size)
 		}
 	}
@@ -471,10 +458,10 @@ func (r *reconciler) place() {
 	for _, in := range r.intents {
 		need := memoryMB(in.a.Size)
 		stop := in.replaces
-		host, ok := room.pick(need, freed(in.replaces))
+		host, ok := room.pick(in.a, need, freed(in.replaces))
 		if !ok && len(in.surge) > 0 { // no room to surge: replace at once
 			stop = append(slices.Clone(in.replaces), in.surge...)
-			host, ok = room.pick(need, freed(stop))
+			host, ok = room.pick(in.a, need, freed(stop))
 		}
 		if !ok {
 			reason := room.why(in.a.Size)
@@ -483,13 +470,15 @@ func (r *reconciler) place() {
 			continue
 		}
 		a := in.a
-		a.ID = uuid.NewString()
+		if !in.keepID {
+			a.ID = uuid.NewString()
+		}
 		a.HostID = host
 		a.Env = maps.Clone(a.Env)
 		a.CreatedAt = r.now
-		room.reserve(host, a.Size, 1)
+		room.reserve(host, a, 1)
 		for _, e := range stop {
-			room.reserve(e.Assignment.HostID, e.Assignment.Size, -1)
+			room.reserve(e.Assignment.HostID, e.Assignment, -1)
 			if r.state(e.Assignment) == model.StateCrashed { // it reserved no memory
 				room.free[e.Assignment.HostID] -= memoryMB(e.Assignment.Size)
 			}
@@ -512,7 +501,9 @@ func (r *reconciler) pendingDyno(in intent, reason string) {
 	p.PendingReason = reason
 	p.Env = maps.Clone(p.Env)
 	if len(in.pending) == 0 {
-		p.ID = uuid.NewString()
+		if !in.keepID {
+			p.ID = uuid.NewString()
+		}
 		p.CreatedAt = r.now
 		r.plan.Create = append(r.plan.Create, p)
 		return

@@ -206,7 +206,8 @@ func TestReconcile(t *testing.T) {
 			want: []string{"create web.2 v1 gen1 crash0 on h2"}},
 		{name: "restart a type", state: newFixture(1, 2).dyno("w1", "web", 1, "up").dyno("k1", "worker", 1, "up").dyno("k2", "worker", 2, "up").
 			formation(func(f *model.Formation) { f.Restarts.Types = map[string]int64{"worker": 1} }),
-			want: []string{"create worker.1 v1 gen1 crash0 on h2", "create worker.2 v1 gen1 crash0 on h2", "delete k1", "delete k2"}},
+			// Spread: worker.1 leaves h1 for h2, then each host runs one worker.
+			want: []string{"create worker.1 v1 gen1 crash0 on h2", "create worker.2 v1 gen1 crash0 on h1", "delete k1", "delete k2"}},
 		{name: "restart all", state: newFixture(1, 1).dyno("w1", "web", 1, "up").dyno("k1", "worker", 1, "up").
 			formation(func(f *model.Formation) { f.Restarts.All = 1 }),
 			want: []string{"create web.1 v1 gen1 crash0 on h2", "create worker.1 v1 gen1 crash0 on h2", "delete k1"}},

@@ -15,8 +15,11 @@ type App struct {
 	Maintenance    bool      `json:"maintenance"`
 	ReleaseVersion int       `json:"release_version"` // 0 until the first release
 	ReleasedAt     time.Time `json:"released_at,omitzero"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	// Buildpacks are the app's buildpacks in order (built-in names or
+	// URLs); none: the built-ins are detected at every build.
+	Buildpacks []string  `json:"buildpacks,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // AppName reserves a name for an app; creating it is how a name is claimed.

@@ -39,6 +39,12 @@ type Assignment struct {
 	// stored under AssignmentKey(PendingHost, ID), has one.
 	PendingReason string    `json:"pending_reason,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
+	// OneOff marks a one-off dyno (run.N, scheduler.N): it has the ID of
+	// its OneOff request, is never restarted, and ends at ExpiresAt.
+	OneOff    bool      `json:"one_off,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Attach joins an attached one-off's stdio to its client.
+	Attach *Attach `json:"attach,omitempty"`
 }
 
 // PendingHost is the key prefix of assignments waiting for a host with

@@ -81,8 +81,15 @@ func newEnv(t *testing.T, cfg Config) *env {
 	cfg.Logs = logs
 	r := New(cfg, st)
 	startRouter(t, r)
-	front := httptest.NewServer(r)
-	t.Cleanup(front.Close)
+	// The server the router's commands run: the edge loop (edge.go) serves
+	// every test's bodiless HTTP/1.1 requests.
+	front := httptest.NewUnstartedServer(nil)
+	front.Config = NewHTTPServer(r, ServerConfig{})
+	front.Start()
+	t.Cleanup(func() {
+		front.Close()
+		shutdown(t, front.Config)
+	})
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &env{t: t, st: st, srv: srv, r: r, front: front, logs: logs, client: &http.Client{Transport: tr}}
@@ -208,4 +215,14 @@ func field(msg, key string) string {
 		}
 	}
 	return ""
+}
+
+// shutdown shuts srv down: httptest.Server.Close does not, and the edge
+// loop's connections and handed-off server stop with it.
+func shutdown(t testing.TB, srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("shut the front server down: %v", err)
+	}
 }

@@ -82,6 +82,10 @@ type ServerConfig struct {
 // the router's own idle windows apply), HTTP/2 stream limits, and the
 // connection accounting behind the per-app limit (H22) and metrics. The
 // caller sets TLSConfig for HTTPS and serves it on its listener.
+//
+// HTTP/1.1 connections whose requests have no body are served by the
+// router's own connection loop (edge.go) after their first request; the
+// server's Shutdown closes them as well.
 func NewHTTPServer(r *Router, cfg ServerConfig) *http.Server {
 	setDefault(&cfg.HeaderTimeout, 30*time.Second)
 	setDefault(&cfg.IdleTimeout, 90*time.Second)
@@ -89,9 +93,25 @@ func NewHTTPServer(r *Router, cfg ServerConfig) *http.Server {
 	if cfg.Logger == nil {
 		cfg.Logger = r.log
 	}
+	e := newEdge(r, cfg)
+	srv := newServer(r, cfg, e, nil)
+	// Handed-off connections are plain net.Conns to Go's server: their
+	// TLS state rides in the context.
+	e.inner = newServer(r, cfg, innerHandler{e}, func(ctx context.Context, c net.Conn) context.Context {
+		if hc, ok := c.(*handoffConn); ok && hc.tls != nil {
+			return context.WithValue(ctx, tlsStateKey{}, hc.tls)
+		}
+		return ctx
+	})
+	srv.RegisterOnShutdown(e.shutdown)
+	return srv
+}
+
+// newServer makes one Go server of NewHTTPServer's configuration.
+func newServer(r *Router, cfg ServerConfig, h http.Handler, connCtx func(context.Context, net.Conn) context.Context) *http.Server {
 	var conns sync.Map // net.Conn → *clientConn
 	return &http.Server{
-		Handler:           r,
+		Handler:           h,
 		ReadHeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -105,6 +125,9 @@ func NewHTTPServer(r *Router, cfg ServerConfig) *http.Server {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			cc := &clientConn{}
 			conns.Store(c, cc)
+			if connCtx != nil {
+				ctx = connCtx(ctx, c)
+			}
 			return context.WithValue(ctx, clientConnKey{}, cc)
 		},
 		ConnState: func(c net.Conn, s http.ConnState) {

@@ -189,14 +189,13 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, req *http.Request, s
 		c.Conn.Close()
 		return nil, u.fail(ctx, c, err)
 	}
-	// First byte (H12); the idle window (H15) can only be shorter.
-	c.Conn.SetReadDeadline(time.Now().Add(min(u.firstByte, u.idle)))
 	c.watch = false
 	c.limit = maxResponseHeaders
 	br := upReaders.Get().(*bufio.Reader)
 	br.Reset(c)
+	err = u.awaitHead(ctx, c, br, s)
 	var resp *http.Response
-	for n := 0; ; n++ {
+	for n := 0; err == nil; n++ {
 		resp, err = http.ReadResponse(br, req)
 		if err != nil || resp.StatusCode >= 200 || resp.StatusCode < 100 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
@@ -231,6 +230,36 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, req *http.Request, s
 	c.next = 0
 	resp.Body = &upBody{u: u, c: c, br: br, rc: resp.Body, stop: stop, keep: !resp.Close}
 	return resp, nil
+}
+
+// awaitHead sets the deadline of the response head: first byte (H12);
+// the idle window (H15) can only be shorter. A request served by the edge
+// loop waits watchAfter first, then has its client watched for a hang-up
+// (H27) for the rest of the wait.
+func (u *upstream) awaitHead(ctx context.Context, c *upConn, br *bufio.Reader, s *reqState) error {
+	wait := min(u.firstByte, u.idle)
+	var ec *edgeConn
+	if s != nil {
+		ec = edgeOf(s)
+	}
+	if ec == nil || ec.e.watchAfter >= wait {
+		return c.Conn.SetReadDeadline(time.Now().Add(wait))
+	}
+	c.Conn.SetReadDeadline(time.Now().Add(ec.e.watchAfter))
+	_, err := br.Peek(1)
+	switch {
+	case err == nil:
+		if b, _ := br.Peek(br.Buffered()); len(b) > 9 && b[9] != '1' && headEnd(b, 0) > 0 {
+			return nil // a final head is in: no more reads before the body's
+		}
+	case isTimeout(err) && ctx.Err() == nil:
+		c.timedOut = false
+		ec.watchClient()
+		wait -= ec.e.watchAfter
+	default:
+		return err
+	}
+	return c.Conn.SetReadDeadline(time.Now().Add(wait))
 }
 
 // fail names an exchange's error the way Transport would, for classify.

@@ -70,6 +70,31 @@ func validateSpec(s *Spec) error {
 	if fi, err := os.Stat(s.SlugDir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("slug dir %q is not a directory: unpack the slug first", s.SlugDir)
 	}
+	for _, m := range s.Mounts {
+		if err := validateMount(m); err != nil {
+			return fmt.Errorf("dyno %s: %w", s.ID, err)
+		}
+	}
+	return nil
+}
+
+// validateMount refuses binds that would hide or replace the parts of the
+// container the runtime relies on (its system dirs, /etc, /proc, /sys,
+// /dev, /app itself) and sources that are not directories.
+func validateMount(m Mount) error {
+	dst := filepath.Clean(m.Destination)
+	if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) || dst == "/" || dst == "/app" || dst == "/tmp" {
+		return fmt.Errorf("mount %q -> %q: use absolute paths and a destination below /tmp or /app, or a new top-level directory", m.Source, m.Destination)
+	}
+	reserved := append([]string{"/etc", "/proc", "/sys", "/dev"}, systemDirs...)
+	for _, r := range reserved {
+		if dst == r || strings.HasPrefix(dst, r+"/") {
+			return fmt.Errorf("mount %q -> %q: %s belongs to the container's system", m.Source, m.Destination, r)
+		}
+	}
+	if fi, err := os.Stat(m.Source); err != nil || !fi.IsDir() {
+		return fmt.Errorf("mount source %q is not a directory", m.Source)
+	}
 	return nil
 }
 
@@ -215,6 +240,19 @@ func containerConfig(s *Spec, cgroupParent string) *configs.Config {
 			Data: fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", s.SlugDir,
 				filepath.Join(s.WorkDir, upperDirName), filepath.Join(s.WorkDir, ovlWorkName))},
 	)
+	// Extra binds come last: their mount points may be inside /tmp or /app.
+	for _, m := range s.Mounts {
+		b := &configs.Mount{
+			Source: m.Source, Destination: filepath.Clean(m.Destination), Device: "bind",
+			Flags:   unix.MS_BIND | unix.MS_REC | unix.MS_NOSUID | unix.MS_NODEV,
+			RecAttr: &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV},
+		}
+		if m.ReadOnly {
+			b.Flags |= unix.MS_RDONLY
+			b.RecAttr.Attr_set |= unix.MOUNT_ATTR_RDONLY
+		}
+		mounts = append(mounts, b)
+	}
 
 	var rules []*devconfig.Rule
 	for _, d := range specconv.AllowedDevices {

@@ -164,6 +164,7 @@ type containerDyno struct {
 	pid       int
 	memCgroup string     // memory cgroup dir, read for the OOM counter
 	net       *netRecord // nil without a network namespace
+	master    *os.File   // the pty master of a TTY dyno; closed by its output copier
 
 	done   chan struct{} // closed when result is final and output copied
 	result Result
@@ -200,9 +201,17 @@ func (d *containerDyno) start() error {
 		return fmt.Errorf("create container: %w", err)
 	}
 	d.container = c
+	if d.spec.TTY {
+		return d.startWithTerminal()
+	}
 	pipes, err := newOutputPipes(d.spec.Stdout, d.spec.Stderr)
 	if err != nil {
 		return fmt.Errorf("output pipes: %w", err)
+	}
+	stdinR, stdinW, err := stdinPipe(d.spec.Stdin)
+	if err != nil {
+		pipes.closeAll()
+		return err
 	}
 	p := &libcontainer.Process{
 		Args: shellArgs(d.spec.Command),
@@ -216,11 +225,22 @@ func (d *containerDyno) start() error {
 		Stderr:           pipes.childStderr(),
 		Init:             true,
 	}
+	if stdinR != nil {
+		p.Stdin = stdinR
+	}
 	if err := c.Run(p); err != nil {
 		pipes.closeAll()
+		if stdinR != nil {
+			stdinR.Close()
+			stdinW.Close()
+		}
 		return fmt.Errorf("run container (is cgo on and InitHook called first in main?): %w", err)
 	}
 	pipes.closeWriteEnds()
+	if stdinR != nil {
+		stdinR.Close()
+		go feedStdin(stdinW, d.spec.Stdin, true)
+	}
 	d.process = p
 	d.pid, _ = p.Pid()
 	if st, err := c.State(); err == nil {
@@ -233,6 +253,55 @@ func (d *containerDyno) start() error {
 	go d.wait(copied)
 	d.awaitCommand()
 	return nil
+}
+
+// startWithTerminal runs the container's process on a pseudo-terminal
+// that libcontainer's init makes inside the container and sends back.
+func (d *containerDyno) startWithTerminal() error {
+	sock, err := newConsoleSocket()
+	if err != nil {
+		return err
+	}
+	p := &libcontainer.Process{
+		Args: shellArgs(d.spec.Command), Env: d.spec.Env, Cwd: "/app",
+		UID: d.spec.UID, GID: d.spec.GID, AdditionalGroups: d.spec.AdditionalGroups,
+		ConsoleSocket: sock.child, ConsoleWidth: d.spec.Cols, ConsoleHeight: d.spec.Rows,
+		Init: true,
+	}
+	if err := d.container.Run(p); err != nil {
+		sock.close()
+		return fmt.Errorf("run container with a terminal: %w", err)
+	}
+	master, err := sock.receive()
+	if err != nil {
+		_ = d.container.Signal(unix.SIGKILL)
+		_, _ = p.Wait()
+		return err
+	}
+	d.process, d.master = p, master
+	d.pid, _ = p.Pid()
+	if st, err := d.container.State(); err == nil {
+		d.memCgroup = st.CgroupPaths["memory"]
+		if d.memCgroup == "" {
+			d.memCgroup = st.CgroupPaths[""]
+		}
+	}
+	copied := make(chan struct{})
+	go func() { copyOutput(d.spec.Stdout, master); close(copied) }() // EIO once every process closed the tty
+	if d.spec.Stdin != nil {
+		go feedStdin(master, d.spec.Stdin, false)
+	}
+	go d.wait(copied)
+	d.awaitCommand()
+	return nil
+}
+
+// Resize changes the size of a dyno's terminal.
+func (d *containerDyno) Resize(cols, rows uint16) error {
+	if d.master == nil {
+		return fmt.Errorf("resize dyno %s: it has no terminal", d.spec.ID)
+	}
+	return resizeTerminal(d.master, cols, rows)
 }
 
 // awaitCommand waits until the PID 1 shell has forked the command. A signal

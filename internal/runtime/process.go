@@ -86,6 +86,9 @@ func (r *ProcessRuntime) start(spec Spec) (*processDyno, error) {
 		}
 	}
 	env = append(env, "HOME="+appDir)
+	if spec.TTY {
+		return r.startWithTerminal(spec, appDir, env)
+	}
 	pipes, err := newOutputPipes(spec.Stdout, spec.Stderr)
 	if err != nil {
 		return nil, fmt.Errorf("output pipes: %w", err)
@@ -94,11 +97,27 @@ func (r *ProcessRuntime) start(spec Spec) (*processDyno, error) {
 	cmd.Dir, cmd.Env = appDir, env
 	cmd.Stdout, cmd.Stderr = pipes.stdoutW, pipes.childStderr()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdinR, stdinW, err := stdinPipe(spec.Stdin)
+	if err != nil {
+		pipes.closeAll()
+		return nil, err
+	}
+	if stdinR != nil {
+		cmd.Stdin = stdinR
+	}
 	if err := cmd.Start(); err != nil {
 		pipes.closeAll()
+		if stdinR != nil {
+			stdinR.Close()
+			stdinW.Close()
+		}
 		return nil, fmt.Errorf("run /bin/sh: %w", err)
 	}
 	pipes.closeWriteEnds()
+	if stdinR != nil {
+		stdinR.Close()
+		go feedStdin(stdinW, spec.Stdin, true)
+	}
 	d := &processDyno{rt: r, spec: spec, cmd: cmd, done: make(chan struct{})}
 	rec, _ := json.Marshal(processRecord{Pgid: cmd.Process.Pid, StartTime: procStartTime(cmd.Process.Pid), WorkDir: spec.WorkDir})
 	if err := os.WriteFile(r.recordPath(spec.ID), rec, 0o600); err != nil {
@@ -119,6 +138,7 @@ type processDyno struct {
 
 	done   chan struct{}
 	result Result
+	master *os.File // the pty master of a TTY dyno
 
 	closeOnce sync.Once
 	closeErr  error

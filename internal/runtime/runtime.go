@@ -48,6 +48,28 @@ type Spec struct {
 	PidsLimit        int       // pids cgroup limit; keep it >= 256
 	Stdout           io.Writer // the dyno's standard output (nil discards it)
 	Stderr           io.Writer // the dyno's standard error (nil discards it)
+	// Stdin is the dyno's standard input (nil: /dev/null). It is read
+	// until it ends; a caller whose Stdin blocks must unblock it (close
+	// the connection) after the dyno ended.
+	Stdin io.Reader
+	// TTY runs the command on a pseudo-terminal of its own, the
+	// controlling terminal of its session: Stdin is typed into it, its
+	// output (stdout and stderr) goes to Stdout, and the Dyno implements
+	// Resizer. Cols and Rows are its first size (0: the kernel's default).
+	// Only the container runtime has it.
+	TTY        bool
+	Cols, Rows uint16
+	// Mounts are extra host directories bound into the container after its
+	// own mounts (builds use them for their build, cache, env and buildpack
+	// dirs). Dynos have none. Only the container runtime honours them.
+	Mounts []Mount
+}
+
+// Mount binds a host directory into a container.
+type Mount struct {
+	Source      string // absolute host path of an existing directory
+	Destination string // absolute path inside, below /tmp or /app (or a new top-level dir)
+	ReadOnly    bool
 }
 
 // Result is how a dyno ended.

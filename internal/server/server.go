@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,13 +25,15 @@ import (
 
 	"github.com/dyno-platform/dyno/internal/agent"
 	"github.com/dyno-platform/dyno/internal/apiserver"
-	"github.com/dyno-platform/dyno/internal/build"
 	"github.com/dyno-platform/dyno/internal/certs"
+	"github.com/dyno-platform/dyno/internal/lease"
 	"github.com/dyno-platform/dyno/internal/logplex"
 	"github.com/dyno-platform/dyno/internal/manifold"
 	"github.com/dyno-platform/dyno/internal/metering"
+	"github.com/dyno-platform/dyno/internal/rendezvous"
 	"github.com/dyno-platform/dyno/internal/router"
 	"github.com/dyno-platform/dyno/internal/runtime"
+	"github.com/dyno-platform/dyno/internal/scheduler"
 	"github.com/dyno-platform/dyno/internal/store"
 )
 
@@ -65,8 +68,28 @@ type Config struct {
 	// UsageCheckpoint is how often running dynos' time is recorded (60 s
 	// when 0): a host that dies is billed up to its last checkpoint.
 	UsageCheckpoint time.Duration
+	// RendezvousAddr is where attached one-offs (dyno run) meet their
+	// clients over TLS; the API's host with a free port when empty.
+	RendezvousAddr string
 	// LogHistory is how many log lines are kept per app (1500 when 0).
 	LogHistory int
+	// BuildTimeout bounds a build (15 min when 0).
+	BuildTimeout time.Duration
+	// Cluster, when its Name is set, makes this server one node of a
+	// three-node control plane (cluster.go).
+	Cluster ClusterConfig
+	// GitHookCommand is the dyno binary that git pushes run as their
+	// pre-receive hook (`dyno git-hook pre-receive`); this program when empty.
+	GitHookCommand string
+	// SchedulerTimeScale, for end-to-end tests only, runs the scheduler's
+	// clock this many times faster than the wall clock (30: a cron minute
+	// every 2 s); 0 or 1 is real time. cmd/dyno reads it from the
+	// environment (DYNO_SCHEDULER_TIME_SCALE), not from a flag.
+	SchedulerTimeScale float64
+	// SchedulerTimeStart is when the fast clock agrees with the wall clock
+	// (the server's start when zero): nodes of one test cluster share it
+	// (DYNO_SCHEDULER_TIME_START, unix seconds) so their clocks agree.
+	SchedulerTimeStart time.Time
 	// Out receives the start-up banner (API URL, where the key is).
 	Out    io.Writer
 	Logger *slog.Logger
@@ -90,6 +113,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir %s: %w", dataDir, err)
 	}
+	if err := adoptSecrets(dataDir, cfg.Cluster.SecretsFrom); err != nil {
+		return err
+	}
 	adminKey, err := secret(filepath.Join(dataDir, "admin-api-key"))
 	if err != nil {
 		return err
@@ -103,6 +129,19 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	hostID = "host-" + hostID[:12]
+	var natsCluster store.ClusterConfig
+	if cfg.Cluster.Name != "" {
+		routePassword, err := secret(filepath.Join(dataDir, "cluster-password"))
+		if err != nil {
+			return err
+		}
+		// The host ID names this node in NATS: JetStream's Raft groups
+		// know their peers by a name that must survive restarts.
+		natsCluster = store.ClusterConfig{
+			Name: cfg.Cluster.Name, NodeName: hostID, Listen: cfg.Cluster.Listen, Peers: cfg.Cluster.Peers,
+			User: "dyno-route", Password: routePassword,
+		}
+	}
 
 	// Bind the listeners first so a taken port fails start-up at once.
 	apiLn, err := net.Listen("tcp", cfg.APIAddr)
@@ -127,8 +166,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("platform CA: %w", err)
 	}
 
+	rdv, rdvAddr, err := listenRendezvous(cfg, apiLn.Addr().String(), platformTLS.Dir, log)
+	if err != nil {
+		return err
+	}
+	defer rdv.Close()
+
 	ns, err := store.StartServer(store.ServerConfig{
 		Dir: filepath.Join(dataDir, "nats"), Listen: cfg.NATSListen, User: "dyno", Password: natsPassword,
+		Cluster: natsCluster,
 	})
 	if err != nil {
 		return fmt.Errorf("start NATS on %s: %w (use --nats-listen to pick another address)", cfg.NATSListen, err)
@@ -139,13 +185,25 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer nc.Close()
-	openCtx, cancelOpen := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelOpen()
-	st, err := store.Open(openCtx, nc, 1)
-	if err != nil {
+	replicas := cfg.Cluster.replicas()
+	var (
+		st     *store.Store
+		logs   *logplex.Logplex
+		leases store.Bucket[lease.Record] // on a cluster
+	)
+	err = openState(ctx, replicas, log, func(ctx context.Context) error {
+		var err error
+		if st, err = store.Open(ctx, nc, replicas); err != nil {
+			return err
+		}
+		if logs, err = logplex.New(ctx, st.JetStream(), logplex.Config{History: cfg.LogHistory, Replicas: replicas, Logger: log}); err != nil {
+			return err
+		}
+		if cfg.Cluster.Name != "" {
+			leases, err = store.OpenBucket[lease.Record](ctx, st.JetStream(), "leases", replicas)
+		}
 		return err
-	}
-	logs, err := logplex.New(openCtx, st.JetStream(), logplex.Config{History: cfg.LogHistory, Logger: log})
+	})
 	if err != nil {
 		return err
 	}
@@ -175,10 +233,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer drains.Close()
+	schedClock := schedulerClock(cfg.SchedulerTimeScale, cfg.SchedulerTimeStart)
 	api := apiserver.New(apiserver.Config{
 		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, AdminKey: adminKey, Logger: log,
 		CACertPEM: platformTLS.CAPEM, Meter: meter, Drains: drains,
-	}, st, logs, build.New(st, logs, log))
+		Rendezvous: rdv, RendezvousAddr: rdvAddr, SchedulerNow: schedClock.Now, Git: gitConfig(cfg, dataDir, apiLn.Addr().String(), log),
+	}, st, logs, newBuilder(cfg, st, logs, log, dataDir, rt))
 	defer api.Close()
 	rtr := router.New(router.Config{Domain: cfg.Domain, Logs: logs, Logger: log}, st)
 	mf := manifold.New(manifold.Config{Logger: log, LogSink: logs, BackoffScale: cfg.CrashBackoffScale}, st)
@@ -189,9 +249,17 @@ func Run(ctx context.Context, cfg Config) error {
 	ag := agent.New(agent.Config{
 		HostID: hostID, Address: "127.0.0.1", DataDir: filepath.Join(dataDir, "agent"), Runtime: rt, Logs: logs,
 		Logger: log, MemoryMB: memoryMB, CPUs: goruntime.NumCPU(), UsageCheckpoint: cfg.UsageCheckpoint,
+		RendezvousRoots: platformTLS.CertPool(),
 	}, st)
 
-	apiSrv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	// On a cluster the manifold and the log drains (which would send each
+	// line once per node) run on the lease holder only.
+	var leader *lease.Lease
+	if cfg.Cluster.Name != "" {
+		leader = lease.New(lease.Config{Bucket: leases, Key: "manifold", Holder: hostID, TTL: cfg.Cluster.LeaseTTL, Logger: log})
+	}
+
+	apiSrv := &http.Server{Handler: withHealth(api.Handler(), hostID, cfg.Cluster.Name, leader), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// One constructor for both router listeners: header timeouts, size
 	// caps, HTTP/2 stream limits, connection accounting (H22).
 	httpSrv := router.NewHTTPServer(rtr, router.ServerConfig{Logger: log})
@@ -257,15 +325,34 @@ func Run(ctx context.Context, cfg Config) error {
 		fmt.Fprintf(cfg.Out, "  Metrics: http://%s/metrics\n", metricsLn.Addr())
 	}
 	stopMeter := start("meter", meter.Run)
-	stopDrains := start("log drains", drains.Run)
+	stopDrains := func() {}
+	if leader == nil {
+		stopDrains = start("log drains", drains.Run)
+	}
 	stopAPI := start("api", serve(apiSrv, apiLn))
+	stopRendezvous := start("rendezvous", rdv.Run)
 	stopAgent := start("agent", ag.Run)
-	stopManifold := start("manifold", mf.Run)
+	// Every node runs a scheduler: each due time is claimed by one of them.
+	sched := scheduler.New(scheduler.Config{Node: hostID, Clock: schedClock, Logs: logs, Logger: log},
+		st.SchedulerJobs, st.SchedulerRuns, api.SchedulerLauncher())
+	stopScheduler := start("scheduler", sched.Run)
+	var stopManifold func()
+	if leader == nil {
+		stopManifold = start("manifold", mf.Run)
+	} else {
+		stopManifold = start("manifold leader", func(ctx context.Context) error {
+			return leader.Run(ctx, leaderOnly(map[string]func(context.Context) error{"manifold": mf.Run, "log drains": drains.Run}))
+		})
+	}
 
 	fmt.Fprintf(cfg.Out, "Dyno is running.\n  API:     %s\n  API key: %s (DYNO_API_KEY)\n  Apps:    http://<app>.%s:%s/\n",
 		publicURL, filepath.Join(dataDir, "admin-api-key"), cfg.Domain, httpPort)
 	if httpsPort != "" {
 		fmt.Fprintf(cfg.Out, "  HTTPS:   https://<app>.%s:%s/\n", cfg.Domain, httpsPort)
+	}
+	if leader != nil {
+		fmt.Fprintf(cfg.Out, "  Cluster: %s, this node %s, routes on %s; the manifold leader: GET %s/health\n",
+			cfg.Cluster.Name, hostID, ns.ClusterAddr(), publicURL)
 	}
 	fmt.Fprintf(cfg.Out, "  CA:      %s (curl --cacert %s; also GET %s/ca.pem, dyno certs:ca)\n  Try:     export DYNO_API_URL=%s DYNO_API_KEY=$(cat %s)\n",
 		platformTLS.CAPath, platformTLS.CAPath, publicURL, publicURL, filepath.Join(dataDir, "admin-api-key"))
@@ -276,6 +363,7 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-failed:
 		log.Error("stopping after a failure", "err", firstErr)
 	}
+	stopScheduler()
 	stopManifold()
 	stopAgent()
 	if sd, ok := rt.(interface{ Shutdown(context.Context) error }); ok {
@@ -288,12 +376,34 @@ func Run(ctx context.Context, cfg Config) error {
 	stopHTTPS()
 	stopCerts()
 	stopAPI()
+	stopRendezvous()
 	stopMeter()
 	stopDrains()
 	stopRouterWatch()
 	wg.Wait()
 	log.Info("stopped: every dyno is down; the next start on this data dir brings them back")
 	return firstErr
+}
+
+// listenRendezvous binds the rendezvous of attached one-offs, with a
+// certificate of the platform CA for the address clients dial.
+func listenRendezvous(cfg Config, apiAddr, tlsDir string, log *slog.Logger) (*rendezvous.Server, string, error) {
+	addr := cfg.RendezvousAddr
+	if addr == "" {
+		host, _, _ := net.SplitHostPort(apiAddr)
+		addr = net.JoinHostPort(host, "0")
+	}
+	host, _, _ := net.SplitHostPort(reachable(addr))
+	cert, err := rendezvous.Certificate(tlsDir, []string{host, "127.0.0.1", "::1", "localhost"}, time.Now())
+	if err != nil {
+		return nil, "", err
+	}
+	rdv, err := rendezvous.Listen(rendezvous.Config{Addr: addr, Logger: log,
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		return nil, "", err
+	}
+	return rdv, reachable(rdv.Addr()), nil
 }
 
 // newRuntime picks the container runtime as root and, loudly, the
@@ -395,4 +505,21 @@ func serveOn(srv *http.Server, ln net.Listener) error {
 		return srv.ServeTLS(ln, "", "")
 	}
 	return srv.Serve(ln)
+}
+
+// gitConfig sets up the apps' git remotes: repositories in DATA/repos,
+// hooks that run this binary and reach the API on a loopback address.
+func gitConfig(cfg Config, dataDir, apiAddr string, log *slog.Logger) *apiserver.GitConfig {
+	hook := cfg.GitHookCommand
+	if hook == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			log.Error("git remotes are off: cannot find this program for the push hooks", "err", err)
+			return nil
+		}
+		hook = exe
+	}
+	return &apiserver.GitConfig{
+		ReposDir: filepath.Join(dataDir, "repos"), HookCommand: hook, InternalURL: "http://" + reachable(apiAddr),
+	}
 }

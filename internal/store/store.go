@@ -38,6 +38,19 @@ type Store struct {
 	// Drains are apps' log drains, key model.DrainKey; written by the API,
 	// read by the drain manager.
 	Drains Bucket[model.Drain]
+	// OneOffs are one-off dyno requests, key model.StatusKey(appID, id):
+	// the API creates them (and marks stops), the manifold deletes them
+	// once their dyno is done.
+	OneOffs Bucket[model.OneOff]
+	// SchedulerJobs are scheduled jobs, key model.SchedulerJobKey, written
+	// by the API. SchedulerRuns are their runs, key model.SchedulerRunKey,
+	// created once per due time by the scheduler that claims it; they
+	// expire after SchedulerRunsTTL.
+	SchedulerJobs Bucket[model.SchedulerJob]
+	SchedulerRuns Bucket[model.SchedulerRun]
+	// HostSettings are the control plane's records about hosts (drain
+	// requests), key host ID, written by the API, read by the manifold.
+	HostSettings Bucket[model.HostSettings]
 	// Usage is the stream of dyno usage segments: agents append, the
 	// meter reads.
 	Usage Usage
@@ -66,7 +79,7 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 		{"apps", 1, nil}, {"app-names", 1, nil}, {"releases", 1, nil}, {"formations", 1, nil},
 		{"assignments", 1, nil}, {"statuses", 1, nil}, {"hosts", 1, nil},
 		{"domains", 1, nil}, {"certs", 1, nil}, {"invoices", 1, nil},
-		{"drains", 1, nil},
+		{"drains", 1, nil}, {"oneoffs", 1, nil},
 	}
 	opened := make(map[string]jetstream.KeyValue, len(kvs))
 	for _, b := range kvs {
@@ -92,6 +105,13 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 	s.Certs = Bucket[model.Certificate]{opened["certs"]}
 	s.Invoices = Bucket[model.Invoice]{opened["invoices"]}
 	s.Drains = Bucket[model.Drain]{opened["drains"]}
+	s.OneOffs = Bucket[model.OneOff]{opened["oneoffs"]}
+	if err := s.openScheduler(ctx, replicas); err != nil {
+		return nil, err
+	}
+	if err := s.openHostSettings(ctx, replicas); err != nil {
+		return nil, err
+	}
 	if s.Usage, err = openUsage(ctx, js, replicas); err != nil {
 		return nil, err
 	}

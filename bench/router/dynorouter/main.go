@@ -1,6 +1,6 @@
 // Command dynorouter serves the Dyno router for the benchmarks: it starts
 // an embedded store holding one app whose web dynos are the given
-// backends, and serves router.New(...) behind a plain http.Server on an
+// backends, and serves router.New(...) behind router.NewHTTPServer on an
 // HTTP port and, with -https, on a TLS port. It uses only the router's
 // exported API so that it keeps building while the router changes.
 // It runs until SIGINT or SIGTERM; -cpuprofile writes a CPU profile of
@@ -80,7 +80,8 @@ func run(o options) error {
 		if err != nil {
 			return "", fmt.Errorf("listen on %s: %w", addr, err)
 		}
-		srv := &http.Server{Handler: p.Router, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+		// The server the dyno commands run (edge loop, limits, accounting).
+		srv := router.NewHTTPServer(p.Router, router.ServerConfig{IdleTimeout: 120 * time.Second})
 		servers = append(servers, srv)
 		go func() {
 			var err error

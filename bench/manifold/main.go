@@ -159,8 +159,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("failover: %w", err)
 	}
-	fmt.Printf("host %s killed with %d dynos: all %d up on other hosts %s after it died; its assignments and statuses gone after %s\n",
-		victim.id, onVictim, total, since(start, restored), since(start, cleaned))
+	last := time.Unix(0, victim.lastBeat.Load())
+	fmt.Printf("host %s killed with %d dynos: all %d up on other hosts %s after its last heartbeat (%s after the kill); its assignments and statuses gone after %s\n",
+		victim.id, onVictim, total, since(last, restored), since(start, restored), since(last, cleaned))
 
 	// Scale down.
 	start = time.Now()

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dyno-platform/dyno/internal/model"
@@ -14,8 +15,9 @@ import (
 
 // host is a simulated host: a heartbeat and an agent with a fake runtime.
 type host struct {
-	id   string
-	kill context.CancelFunc
+	id       string
+	kill     context.CancelFunc
+	lastBeat atomic.Int64 // unix nanoseconds of the last heartbeat written
 }
 
 // startHost heartbeats the host record every period and reports every
@@ -25,9 +27,12 @@ type host struct {
 func startHost(ctx context.Context, wg *sync.WaitGroup, st *store.Store, id string, period time.Duration) *host {
 	ctx, cancel := context.WithCancel(ctx)
 	started := time.Now()
+	self := &host{id: id, kill: cancel}
 	beat := func() {
 		h := model.Host{ID: id, Address: "127.0.0.1", MemoryMB: 64 << 10, CPUs: 8, HeartbeatAt: time.Now(), StartedAt: started}
-		st.Hosts.Put(ctx, id, h)
+		if _, err := st.Hosts.Put(ctx, id, h); err == nil {
+			self.lastBeat.Store(h.HeartbeatAt.UnixNano())
+		}
 	}
 	beat()
 	wg.Go(func() {
@@ -70,7 +75,7 @@ func startHost(ctx context.Context, wg *sync.WaitGroup, st *store.Store, id stri
 			}
 		}
 	})
-	return &host{id: id, kill: cancel}
+	return self
 }
 
 // observer follows assignments and statuses through watches.

@@ -12,6 +12,10 @@
 # (~100%) or the load generator's side was. PIN=0 lets everything float on
 # all CPUs, as in reference/perf.md's measurement.
 #
+# cpu/req is the CPU time (user + system) the serving process (the proxy,
+# or the backend for the direct path) spent per request: on a shared,
+# noisy machine it compares proxies better than req/s does.
+#
 # Moderate load: Debian has no wrk2, so there is no true fixed-rate run.
 # Instead wrk paces itself: PACE_CONNS connections that each wait PACE_MS
 # between responses (wrk's delay() hook), about 5k requests/s here, well
@@ -112,6 +116,7 @@ wait_http() { # url [curl args...]: wait until it answers 200, at most 10 s
 # --- backend and proxies -----------------------------------------------------
 "${BACKEND[@]}" "$TMP/backend" -listen "127.0.0.1:$BACK" > "$TMP/backend.log" 2>&1 &
 PIDS+=($!)
+BACKEND_PID=$!
 wait_http "http://127.0.0.1:$BACK/"
 
 start_router() { # http https logfile [extra flags...]
@@ -169,6 +174,7 @@ http {
 EOF
 "${PROXY[@]}" nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" > "$TMP/nginx/stdout.log" 2>&1 &
 PIDS+=($!)
+NGINX_PID=$!
 
 cat > "$TMP/haproxy.cfg" <<EOF
 global
@@ -198,6 +204,7 @@ backend dyno
 EOF
 "${PROXY[@]}" haproxy -db -f "$TMP/haproxy.cfg" > "$TMP/haproxy.log" 2>&1 &
 PIDS+=($!)
+HAPROXY_PID=$!
 
 for url in "http://127.0.0.1:$NGX_HTTP/" "https://127.0.0.1:$NGX_HTTPS/" "http://127.0.0.1:$HAP_HTTP/" \
   "https://127.0.0.1:$HAP_HTTPS/" "http://127.0.0.1:$DR_HTTP/" "https://127.0.0.1:$DR_HTTPS/"; do
@@ -228,19 +235,38 @@ cpu_pct() { # before after: "cpu0% cpu1% ..."
 
 RESULTS="$OUT/results.txt"
 : > "$RESULTS"
+proc_ticks() { # pid: user+system clock ticks of the process and its children's threads
+  local t=0 q
+  for q in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14+$15}' "/proc/$q/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+serving_pid() { # name: the process whose CPU a path's requests cost (the proxy; the backend when direct)
+  case "$1" in
+    direct-*) echo "$BACKEND_PID" ;; dyno-*) echo "$ROUTER_PID" ;;
+    nginx-*) echo "$NGINX_PID" ;; haproxy-*) echo "$HAPROXY_PID" ;;
+  esac
+}
 measure() { # mode(peak|low|paced) name url
   local mode=$1 name=$2 url=$3 conns=$CONNS pace=0
   case "$mode" in low) conns=$LOW_CONNS ;; paced) conns=$PACE_CONNS; pace=$PACE_MS ;; esac
   "${LOAD[@]}" env WRK_PACE_MS="$pace" wrk -t1 -c"$conns" -d"${WARMUP}s" -H "$HOSTHDR" -s "$TMP/report.lua" "$url" > /dev/null
-  local before after
+  local before after pid t0 t1
+  pid=$(serving_pid "$name")
   before=$(cpu_busy)
+  t0=$(proc_ticks "$pid")
   "${LOAD[@]}" env WRK_PACE_MS="$pace" wrk -t1 -c"$conns" -d"${DURATION}s" -H "$HOSTHDR" -s "$TMP/report.lua" "$url" \
     > "$OUT/wrk-$mode-$name.txt"
+  t1=$(proc_ticks "$pid")
   after=$(cpu_busy)
-  local line
+  local line us
   line=$(grep '^RESULT' "$OUT/wrk-$mode-$name.txt" | cut -d' ' -f2-)
-  echo "$mode $name $line $(cpu_pct "$before" "$after")" >> "$RESULTS"
-  echo "  $mode $name: $line" | awk '{printf "  %-6s %-14s %8s rps  p50 %s ms  p99 %s ms  errors %s non2xx %s\n", $1, $2, $3, $4, $5, $8, $9}'
+  # CPU time the serving process spent per request, in µs: unlike req/s,
+  # it hardly depends on what else the machine runs.
+  us=$(echo "$line" | awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '{ if ($5 > 0) printf "%.1f", d * 1e6 / hz / $5; else print "-" }')
+  echo "$mode $name $line $us $(cpu_pct "$before" "$after")" >> "$RESULTS"
+  echo "  $mode $name: $line $us" | awk '{printf "  %-6s %-14s %8s rps  p50 %s ms  p99 %s ms  errors %s non2xx %s  cpu/req %s us\n", $1, $2, $3, $4, $5, $8, $9, $10}'
 }
 
 TARGETS=(
@@ -267,16 +293,16 @@ done
   echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), $(go version | awk '{print $3}'), 1 KB body, HTTP/1.1 keep-alive"
   echo
   awk -v conns="$CONNS" -v pconns="$PACE_CONNS" -v pms="$PACE_MS" -v lconns="$LOW_CONNS" '
-    { mode=$1; name=$2; rps[mode,name]=$3; p50[mode,name]=$4; p99[mode,name]=$5; err[mode,name]=$8+$9
-      cpu[mode,name]=""; for (i=10; i<=NF; i++) cpu[mode,name]=cpu[mode,name] " " $i
+    { mode=$1; name=$2; rps[mode,name]=$3; p50[mode,name]=$4; p99[mode,name]=$5; err[mode,name]=$8+$9; us[mode,name]=$10
+      cpu[mode,name]=""; for (i=11; i<=NF; i++) cpu[mode,name]=cpu[mode,name] " " $i
       if (!(name in seen)) { seen[name]=1; order[++n]=name } }
     function row(mode, name) {
-      printf "| %-13s | %9s | %7.3f | %7.3f | %6d | %-10s |\n", name, rps[mode,name], p50[mode,name], p99[mode,name], err[mode,name], cpu[mode,name]
+      printf "| %-13s | %9s | %7.3f | %7.3f | %6d | %7s | %-10s |\n", name, rps[mode,name], p50[mode,name], p99[mode,name], err[mode,name], us[mode,name], cpu[mode,name]
     }
     function table(mode, title) {
       print title
-      print "| path          | req/s     | p50 ms  | p99 ms  | errors | cpu0 cpu1  |"
-      print "|---------------|-----------|---------|---------|--------|------------|"
+      print "| path          | req/s     | p50 ms  | p99 ms  | errors | cpu/req | cpu0 cpu1  |"
+      print "|---------------|-----------|---------|---------|--------|---------|------------|"
       for (i=1; i<=n; i++) row(mode, order[i])
       print ""
     }
@@ -288,6 +314,9 @@ done
       print "Ratios of requests/s (throughput run):"
       printf "  HTTP : router/nginx %s, router/HAProxy %s, router/direct %s\n", ratio(rps["peak","dyno-http"], rps["peak","nginx-http"]), ratio(rps["peak","dyno-http"], rps["peak","haproxy-http"]), ratio(rps["peak","dyno-http"], rps["peak","direct-http"])
       printf "  HTTPS: router/nginx %s, router/HAProxy %s\n", ratio(rps["peak","dyno-https"], rps["peak","nginx-https"]), ratio(rps["peak","dyno-https"], rps["peak","haproxy-https"])
+      print "CPU time per request of the proxy process (cpu/req, µs; lower is better), throughput run:"
+      printf "  HTTP : nginx/router %s, HAProxy/router %s\n", ratio(us["peak","nginx-http"], us["peak","dyno-http"]), ratio(us["peak","haproxy-http"], us["peak","dyno-http"])
+      printf "  HTTPS: nginx/router %s, HAProxy/router %s\n", ratio(us["peak","nginx-https"], us["peak","dyno-https"]), ratio(us["peak","haproxy-https"], us["peak","dyno-https"])
       print ""
       print "Added latency over the direct path (HTTP direct as the base for HTTPS too), ms:"
       print "| proxy         | paced +p50 | paced +p99 | c" lconns " +p50 | c" lconns " +p99 |"

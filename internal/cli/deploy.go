@@ -124,7 +124,8 @@ func (t *tailWriter) saidReleased(version int) bool {
 }
 
 // checkSourceDir fails before any upload when dir cannot be an app: not a
-// directory, or no valid Procfile at its root.
+// directory, or a Procfile at its root that is not valid. Without a
+// Procfile the build's buildpacks say which processes the app has.
 func checkSourceDir(dir string) error {
 	info, err := os.Stat(dir)
 	if err != nil {
@@ -136,7 +137,7 @@ func checkSourceDir(dir string) error {
 	procfile := filepath.Join(dir, "Procfile")
 	pi, err := os.Lstat(procfile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no Procfile in %s: add one that names your process types, such as \"web: python3 app.py\"", dir)
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", procfile, err)

@@ -53,12 +53,12 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 
-	t.Run("deploy without a Procfile fails before uploading", func(t *testing.T) {
+	t.Run("a source no buildpack recognises fails the build and makes no release", func(t *testing.T) {
 		dir := t.TempDir()
-		os.WriteFile(filepath.Join(dir, "app.py"), []byte("print(1)\n"), 0o644)
-		_, stderr, err := p.CLI("deploy", dir, "-a", "good")
-		if err == nil || !strings.Contains(stderr, "Procfile") {
-			t.Errorf("deploy without Procfile: err=%v stderr=%q", err, stderr)
+		os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("nothing to run\n"), 0o644)
+		out, stderr, err := p.CLI("deploy", dir, "-a", "good")
+		if err == nil || !strings.Contains(out+stderr, "no buildpack recognised this app") {
+			t.Errorf("deploy of notes only: err=%v out=%q stderr=%q", err, out, stderr)
 		}
 	})
 

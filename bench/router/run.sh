@@ -121,7 +121,7 @@ wait_http "http://127.0.0.1:$BACK/"
 
 start_router() { # http https logfile [extra flags...]
   local http=$1 https=$2 log=$3; shift 3
-  "${PROXY[@]}" "$TMP/dynorouter" -backend "127.0.0.1:$BACK" -http "127.0.0.1:$http" \
+  "${PROXY[@]}" env ${ROUTER_PROCS:+GOMAXPROCS=$ROUTER_PROCS} "$TMP/dynorouter" -backend "127.0.0.1:$BACK" -http "127.0.0.1:$http" \
     -https "127.0.0.1:$https" -cert "$TMP/cert.pem" -key "$TMP/key.pem" "$@" > "$log" 2>&1 &
   PIDS+=($!)
   ROUTER_PID=$!

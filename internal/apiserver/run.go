@@ -40,6 +40,9 @@ type OneOffRequest struct {
 	// Attach joins the dyno's stdio to a client through the rendezvous
 	// (the returned OneOff's AttachURL); TTY gives it a terminal.
 	Attach, TTY bool
+	// Release, when set, is run instead of the app's current release (the
+	// release phase runs a release before it goes live).
+	Release *model.Release
 }
 
 // OneOff is a started one-off: the recorded request and, if attached, the
@@ -112,12 +115,17 @@ func (s *Server) startOneOff(ctx context.Context, app model.App, req OneOffReque
 			return OneOff{}, invalid("%v", err)
 		}
 	}
-	if app.ReleaseVersion == 0 {
-		return OneOff{}, invalid("%s has no release yet: deploy it first (dyno deploy -a %s).", app.Name, app.Name)
-	}
-	rel, _, err := s.st.Releases.Get(ctx, model.ReleaseKey(app.ID, app.ReleaseVersion))
-	if err != nil {
-		return OneOff{}, fmt.Errorf("read the release of %s: %w", app.Name, err)
+	var rel model.Release
+	var err error
+	if req.Release != nil {
+		rel = *req.Release
+	} else {
+		if app.ReleaseVersion == 0 {
+			return OneOff{}, invalid("%s has no release yet: deploy it first (dyno deploy -a %s).", app.Name, app.Name)
+		}
+		if rel, _, err = s.st.Releases.Get(ctx, model.ReleaseKey(app.ID, app.ReleaseVersion)); err != nil {
+			return OneOff{}, fmt.Errorf("read the release of %s: %w", app.Name, err)
+		}
 	}
 	if rel.Slug == nil {
 		return OneOff{}, invalid("%s's current release has no slug: deploy it first.", app.Name)
@@ -136,6 +144,9 @@ func (s *Server) startOneOff(ctx context.Context, app model.App, req OneOffReque
 	o := model.OneOff{
 		ID: newID(), AppID: app.ID, AppName: app.Name, Type: req.Type, Command: command, Size: size,
 		Env: req.Env, ExpiresAt: now.Add(ttl), CreatedAt: now,
+	}
+	if req.Release != nil {
+		o.Pinned = req.Release
 	}
 	if o.Name, err = s.oneOffName(ctx, app.ID, req.Type); err != nil {
 		return OneOff{}, err

@@ -76,7 +76,9 @@ func (r *reconciler) oneOffs(assigned []AssignmentEntry) {
 			continue
 		}
 		rel, ok := r.s.Releases[o.AppID]
-		if !ok || rel.Version != app.ReleaseVersion || rel.Slug == nil {
+		if o.Pinned != nil && o.Pinned.Slug != nil { // a release phase: the release not yet live
+			rel, ok = *o.Pinned, true
+		} else if !ok || rel.Version != app.ReleaseVersion || rel.Slug == nil {
 			r.pend("app %s: one-off %s waits for the app's release", app.Name, o.Name)
 			continue
 		}

@@ -34,6 +34,9 @@ type OneOff struct {
 	// rendezvous; without it the output goes to the app's logs.
 	Attach    *Attach   `json:"attach,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Pinned, when set, is the release the dyno runs instead of the app's
+	// current one: the release phase runs a release before it goes live.
+	Pinned *Release `json:"pinned,omitempty"`
 	// StopRequested is when `ps:stop run.N` asked for the dyno to end.
 	StopRequested time.Time `json:"stop_requested,omitzero"`
 	CreatedAt     time.Time `json:"created_at"`

@@ -31,6 +31,9 @@ type firewall struct {
 	ports  *nftables.Set
 	subnet *net.IPNet
 	deny   []*net.IPNet // destinations dynos must not reach through the host
+	// published maps a PORT to its dyno's ip for DNAT from the host's
+	// addresses (publish.go); nil unless NetworkConfig.Publish.
+	published *nftables.Set
 }
 
 func newFirewall(table string, subnet *net.IPNet, deny []*net.IPNet) *firewall {
@@ -75,6 +78,9 @@ func (f *firewall) install(dynos []*netRecord) error {
 	if err := c.AddSet(f.ports, ports); err != nil {
 		return fmt.Errorf("nftables set: %w", err)
 	}
+	if err := f.addPublishedSet(c, dynos); err != nil {
+		return err
+	}
 	f.addChains(c)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("install nftables table inet %s: %w", f.table.Name, err)
@@ -108,6 +114,7 @@ func (f *firewall) addChains(c *nftables.Conn) {
 		rule(fwd, fromDyno, ipIn(16, n), drop)
 	}
 	rule(fwd, toDyno, ctReply(), acc)
+	f.publishForward(c, fwd)
 	rule(fwd, toDyno, drop)
 
 	out := chain("output", nftables.ChainTypeFilter, nftables.ChainHookOutput, nftables.ChainPriorityFilter)
@@ -117,6 +124,7 @@ func (f *firewall) addChains(c *nftables.Conn) {
 
 	post := chain("postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
 	rule(post, f.fromSubnet(), f.lookupIf(expr.MetaKeyOIFNAME, true), []expr.Any{&expr.Masq{}})
+	f.addPublishChains(c)
 }
 
 // add puts a dyno into the sets.
@@ -147,6 +155,9 @@ func (f *firewall) change(d *netRecord, add bool) error {
 		if err := op(f.ports, []nftables.SetElement{portElement(d.addr(), d.Port)}); err != nil {
 			return err
 		}
+	}
+	if err := f.changePublished(op, d); err != nil {
+		return err
 	}
 	err = c.Flush()
 	if err != nil && !add && errors.Is(err, unix.ENOENT) {

@@ -35,6 +35,9 @@ type NetworkConfig struct {
 	// hosts' NATS, API and agents). 169.254.0.0/16 (link-local, where clouds
 	// serve instance metadata and credentials) is always denied.
 	DenyNets []string
+	// Publish makes every web dyno reachable on the host's own addresses
+	// at its PORT (DNAT, publish.go), for routers on other hosts.
+	Publish bool
 }
 
 const (
@@ -93,6 +96,9 @@ func newNetwork(cfg NetworkConfig, stateDir string) (*network, error) {
 		deny = append(deny, d)
 	}
 	n := &network{subnet: subnet, dir: filepath.Join(stateDir, netnsDirName), fw: newFirewall(cfg.Table, subnet, deny), used: map[int]bool{}}
+	if cfg.Publish {
+		n.fw.enablePublish()
+	}
 	if err := os.MkdirAll(n.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}

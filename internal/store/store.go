@@ -51,6 +51,12 @@ type Store struct {
 	// HostSettings are the control plane's records about hosts (drain
 	// requests), key host ID, written by the API, read by the manifold.
 	HostSettings Bucket[model.HostSettings]
+	// Users (key user ID), APIKeys (key hex SHA-256 of the key) and
+	// Collaborators (key model.CollaboratorKey) are the accounts, written
+	// and read by the API only (docs/CONTRACTS.md "Accounts").
+	Users         Bucket[model.User]
+	APIKeys       Bucket[model.APIKey]
+	Collaborators Bucket[model.Collaborator]
 	// Usage is the stream of dyno usage segments: agents append, the
 	// meter reads.
 	Usage Usage
@@ -110,6 +116,9 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 		return nil, err
 	}
 	if err := s.openHostSettings(ctx, replicas); err != nil {
+		return nil, err
+	}
+	if err := s.openAccounts(ctx, replicas); err != nil {
 		return nil, err
 	}
 	if s.Usage, err = openUsage(ctx, js, replicas); err != nil {

@@ -293,13 +293,14 @@ done
   echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), $(go version | awk '{print $3}'), 1 KB body, HTTP/1.1 keep-alive"
   echo
   awk -v conns="$CONNS" -v pconns="$PACE_CONNS" -v pms="$PACE_MS" -v lconns="$LOW_CONNS" '
-    { mode=$1; name=$2; rps[mode,name]=$3; p50[mode,name]=$4; p99[mode,name]=$5; err[mode,name]=$8+$9; us[mode,name]=$10
+    { mode=$1; name=$2; has[mode]=1; rps[mode,name]=$3; p50[mode,name]=$4; p99[mode,name]=$5; err[mode,name]=$8+$9; us[mode,name]=$10
       cpu[mode,name]=""; for (i=11; i<=NF; i++) cpu[mode,name]=cpu[mode,name] " " $i
       if (!(name in seen)) { seen[name]=1; order[++n]=name } }
     function row(mode, name) {
       printf "| %-13s | %9s | %7.3f | %7.3f | %6d | %7s | %-10s |\n", name, rps[mode,name], p50[mode,name], p99[mode,name], err[mode,name], us[mode,name], cpu[mode,name]
     }
     function table(mode, title) {
+      if (!(mode in has)) return
       print title
       print "| path          | req/s     | p50 ms  | p99 ms  | errors | cpu/req | cpu0 cpu1  |"
       print "|---------------|-----------|---------|---------|--------|---------|------------|"

@@ -36,6 +36,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "git-hook" { // run by git inside an app's repository
 		os.Exit(gitserver.RunHook(os.Args[2:], os.Stdin, os.Stdout, os.Stderr, os.Environ()))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		os.Exit(runAgent(ctx, os.Args[2:], os.Stdout, os.Stderr))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "router" {
 		os.Exit(runRouter(ctx, os.Args[2:], os.Stdout, os.Stderr))
 	}
@@ -65,6 +68,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.DurationVar(&cfg.UsageCheckpoint, "usage-checkpoint", time.Minute, "how often running dynos' time is recorded: a host that dies is billed up to its last checkpoint")
 	fs.IntVar(&cfg.LogHistory, "log-history", 1500, "log lines kept per app, across restarts and redeploys")
 	fs.DurationVar(&cfg.BuildTimeout, "build-timeout", 15*time.Minute, "how long a build may take before it is stopped")
+	fs.BoolVar(&cfg.NoAgent, "no-agent", false, "run the control plane only: dynos run on hosts that joined with `dyno agent` (DATA/agent-credentials)")
 	checkCluster := clusterFlags(fs, &cfg.Cluster)
 	verbose := fs.Bool("verbose", false, "debug logging")
 	if err := fs.Parse(args); err != nil {

@@ -81,6 +81,21 @@ type Config struct {
 	// DetachTimeout is how long an attached one-off whose client left has
 	// after SIGHUP before R16 and SIGKILL (10 s).
 	DetachTimeout time.Duration
+	// PublishPorts says web dynos are published on Address at their PORT
+	// (runtime.NetworkConfig.Publish), so their status Endpoint is
+	// Address:PORT, reachable from other hosts; otherwise it is the
+	// dyno's own address, reachable from this host only.
+	PublishPorts bool
+	// KeepDynos makes the agent leave its dynos running when it stops and
+	// adopt them when it starts again (adopt.go); otherwise it stops them
+	// and cleans up what an earlier run left.
+	KeepDynos bool
+	// FenceAfter is how long the agent runs its dynos without a successful
+	// heartbeat before it stops them all (fence.go): the host TTL of the
+	// manifold (model.DefaultHostTTL); a negative value never fences.
+	// FenceGrace is their SIGTERM grace then (1 s), FenceCheck how often
+	// the lease is checked (100 ms).
+	FenceAfter, FenceGrace, FenceCheck time.Duration
 }
 
 // Agent runs the dynos assigned to one host.
@@ -96,6 +111,8 @@ type Agent struct {
 	mu      sync.Mutex
 	runners map[string]*runner // by dyno ID; guarded by mu
 	wg      sync.WaitGroup     // one per runner goroutine
+
+	fence fenceState // fence.go
 }
 
 // New makes an agent; Run starts it.
@@ -142,6 +159,15 @@ func New(cfg Config, st *store.Store) *Agent {
 	if cfg.UsageFlushTimeout <= 0 {
 		cfg.UsageFlushTimeout = 30 * time.Second
 	}
+	if cfg.FenceAfter == 0 {
+		cfg.FenceAfter = model.DefaultHostTTL
+	}
+	if cfg.FenceGrace <= 0 {
+		cfg.FenceGrace = time.Second
+	}
+	if cfg.FenceCheck <= 0 {
+		cfg.FenceCheck = 100 * time.Millisecond
+	}
 	var usage UsageSink = st.Usage
 	if cfg.Usage != nil {
 		usage = cfg.Usage
@@ -174,18 +200,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(a.cfg.DataDir, "dynos"), 0o711); err != nil {
 		return fmt.Errorf("create agent dirs: %w", err)
 	}
-	if err := a.cfg.Runtime.Cleanup(ctx); err != nil {
-		a.log.Warn("cleaning up dynos of an earlier run", "err", err)
-	}
-	// Writable layers of dynos that no longer run.
-	if old, _ := os.ReadDir(filepath.Join(a.cfg.DataDir, "dynos")); len(old) > 0 {
-		for _, d := range old {
-			os.RemoveAll(filepath.Join(a.cfg.DataDir, "dynos", d.Name()))
-		}
-	}
+	// Adopt what an earlier run left running and still has an
+	// assignment; clean up the rest (adopt.go).
+	a.adoptOrCleanup(ctx)
 	started := a.cfg.Now()
 	if err := a.heartbeat(ctx, started); err != nil {
 		return err
+	}
+	if a.cfg.FenceAfter > 0 {
+		fctx, cancel := context.WithCancel(ctx)
+		fenceDone := make(chan struct{})
+		go func() { defer close(fenceDone); a.runFence(fctx) }()
+		defer func() { cancel(); <-fenceDone }()
 	}
 	events, err := a.st.Assignments.Watch(ctx, a.cfg.HostID+".>")
 	if err != nil {
@@ -231,9 +257,13 @@ func (a *Agent) heartbeat(ctx context.Context, started time.Time) error {
 		ID: a.cfg.HostID, Address: a.cfg.Address, MemoryMB: a.cfg.MemoryMB, CPUs: a.cfg.CPUs,
 		HeartbeatAt: a.cfg.Now(), StartedAt: started,
 	}
-	if _, err := a.st.Hosts.Put(ctx, a.cfg.HostID, h); err != nil {
+	// A heartbeat stuck longer than the lease is no heartbeat (fence.go).
+	hctx, cancel := context.WithTimeout(ctx, max(a.cfg.FenceAfter/2, a.cfg.Heartbeat))
+	defer cancel()
+	if _, err := a.st.Hosts.Put(hctx, a.cfg.HostID, h); err != nil {
 		return fmt.Errorf("register host %s: %w", a.cfg.HostID, err)
 	}
+	a.noteHeartbeat(h.HeartbeatAt)
 	return nil
 }
 
@@ -241,6 +271,9 @@ func (a *Agent) heartbeat(ctx context.Context, started time.Time) error {
 // that already runs (the manifold noting a back-off) change nothing, and a
 // dyno that already crashed is not started again: the manifold replaces it.
 func (a *Agent) startDyno(ctx context.Context, as model.Assignment) {
+	if a.Fenced() {
+		return // started again when the fence lifts (fence.go)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.runners[as.ID]; ok {
@@ -283,6 +316,10 @@ func (a *Agent) stopDyno(id string) {
 // stopAll stops every dyno at once, waits for them, and leaves their
 // assignments and statuses ("down") for the next start of the agent.
 func (a *Agent) stopAll() {
+	if a.cfg.KeepDynos {
+		a.leaveAll()
+		return
+	}
 	a.mu.Lock()
 	for _, r := range a.runners {
 		r.stop(false)

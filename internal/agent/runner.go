@@ -27,6 +27,10 @@ type runner struct {
 
 	mu     sync.Mutex
 	remove bool // the assignment is gone: delete the status once stopped
+	fenced bool // the agent lost the control plane: stop at once (fence.go)
+	left   bool // the agent stops but leaves the dyno running (adopt.go)
+
+	usage *usageRecorder // the running process's, for leave (adopt.go)
 
 	status model.DynoStatus // written only by the runner's goroutine
 }
@@ -128,6 +132,9 @@ func (r *runner) run(ctx context.Context) {
 	// A crashed dyno's container, layer, port and user go at once; its
 	// status stays until the manifold replaces it.
 	release := sync.OnceFunc(func() {
+		if r.leftRunning() {
+			return // the next agent adopts it
+		}
 		if err := dyno.Close(); err != nil {
 			r.a.log.Warn("clean up dyno", "dyno", as.Name, "id", as.ID, "err", err)
 		}
@@ -136,7 +143,9 @@ func (r *runner) run(ctx context.Context) {
 	defer release()
 	// Billing counts from here, the process started, to its end.
 	usage := r.startUsage(r.a.cfg.Now())
+	r.usage = usage
 	defer usage.wait()
+	r.saveMeta(spec)
 	exited := make(chan runtime.Result, 1)
 	waited := make(chan struct{})
 	go func() {
@@ -246,6 +255,8 @@ func (r *runner) prepare(ctx context.Context) (spec runtime.Spec, quotaMB int, g
 		PidsLimit: r.a.cfg.PidsLimit,
 		Stdout:    out,
 		Stderr:    out,
+		// A FIFO, not a pipe, so that the dyno outlives the agent (adopt.go).
+		OutputFIFO: r.outputFIFO(),
 	}
 	return spec, size.MemoryMB, giveBack, nil
 }
@@ -261,8 +272,8 @@ func (r *runner) awaitUp(dyno runtime.Dyno, port int, exited <-chan runtime.Resu
 	// A dyno with a network of its own is reached at its own address; one
 	// on the host's network at the host's.
 	host := dyno.Addr()
-	if host == "127.0.0.1" {
-		host = r.a.cfg.Address
+	if host == "127.0.0.1" || r.a.cfg.PublishPorts {
+		host = r.a.cfg.Address // published there (runtime.NetworkConfig.Publish)
 	}
 	r.status.Endpoint = net.JoinHostPort(host, strconv.Itoa(port))
 	up := make(chan struct{})
@@ -324,6 +335,14 @@ func (r *runner) crashed(res runtime.Result) {
 // them to notice and for requests under way to finish, then SIGTERM to
 // every process, StopTimeout of grace, then SIGKILL.
 func (r *runner) stopDyno(dyno runtime.Dyno, exited <-chan runtime.Result) {
+	if r.leftRunning() {
+		r.leave()
+		return
+	}
+	if r.isFenced() {
+		r.fenceStop(dyno, exited)
+		return
+	}
 	prev, routed := r.status.State, r.status.Endpoint != ""
 	// "down" at once, so that no router sends it more requests nor waits
 	// for it; the log tells the change when the process has ended.

@@ -58,7 +58,7 @@ func (s *Server) appJSON(a model.App) appJSON {
 		ID: a.ID, Name: a.Name, Maintenance: a.Maintenance,
 		WebURL: s.webURL(a.Name), GitURL: s.cfg.PublicURL + "/" + a.Name + ".git",
 		ReleaseVersion: a.ReleaseVersion, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
-		Owner: user(), Region: ref{ID: derivedID("region", "local"), Name: "local"}, Stack: stack, BuildStack: stack,
+		Owner: userRefOf(ownerOf(a)), Region: ref{ID: derivedID("region", "local"), Name: "local"}, Stack: stack, BuildStack: stack,
 	}
 	if !a.ReleasedAt.IsZero() {
 		t := a.ReleasedAt
@@ -72,9 +72,16 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]appJSON, 0, len(entries))
+	apps := make([]model.App, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, s.appJSON(e.Value))
+		apps = append(apps, e.Value)
+	}
+	if apps, err = s.visibleApps(r.Context(), principalFrom(r.Context()), apps); err != nil { // access.go
+		return err
+	}
+	out := make([]appJSON, 0, len(apps))
+	for _, a := range apps {
+		out = append(out, s.appJSON(a))
 	}
 	slices.SortFunc(out, func(a, b appJSON) int { return strings.Compare(a.Name, b.Name) })
 	return writeJSON(w, http.StatusOK, out)
@@ -134,7 +141,7 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 // formation, undoing the earlier steps if a later one fails.
 func (s *Server) createAppNamed(ctx context.Context, name string) (model.App, error) {
 	now := s.cfg.Now().UTC()
-	app := model.App{ID: newID(), Name: name, Owner: adminUser, CreatedAt: now, UpdatedAt: now}
+	app := model.App{ID: newID(), Name: name, Owner: actor(ctx), CreatedAt: now, UpdatedAt: now}
 	if _, err := s.st.AppNames.Create(ctx, name, model.AppName{ID: app.ID}); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return app, &apiError{http.StatusConflict, "conflict", "Name " + name + " is already taken"}
@@ -208,7 +215,7 @@ func (s *Server) patchApp(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if body.Maintenance != nil && *body.Maintenance != app.Maintenance {
-			s.publishAPI(app.ID, map[bool]string{true: "Enable", false: "Disable"}[*body.Maintenance]+" Maintenance mode by user "+adminUser)
+			s.publishAPI(app.ID, map[bool]string{true: "Enable", false: "Disable"}[*body.Maintenance]+" Maintenance mode by user "+actor(r.Context()))
 		}
 		return writeJSON(w, http.StatusOK, s.appJSON(cur))
 	}
@@ -252,6 +259,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	s.undo("logs", s.logs.Purge(ctx, app.ID))
 	s.deleteAppTLS(ctx, app.ID)
 	s.deleteAppJobs(ctx, app.ID)
+	s.deleteAppAccess(ctx, app.ID)
 	s.undo("build cache", s.b.RemoveCache(app.ID))
 	s.removeRepo(app.ID)
 	return writeJSON(w, http.StatusOK, s.appJSON(app))

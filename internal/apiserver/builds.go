@@ -100,6 +100,7 @@ func (s *Server) getSource(w http.ResponseWriter, r *http.Request) error {
 // buildRun is one build: its public record and its output.
 type buildRun struct {
 	id, appID string
+	user      string // who started it (its email)
 	out       *output
 
 	// guarded by Server.mu
@@ -132,7 +133,7 @@ func (s *Server) buildOut(app model.App, b *buildRun) buildJSON {
 	return buildJSON{
 		ID: b.id, Status: b.status, SourceBlob: b.source, Release: b.release, Slug: b.slug,
 		OutputStreamURL: s.cfg.PublicURL + "/build-output/" + b.id + "?token=" + s.token("build", b.id),
-		App:             ref{ID: app.ID, Name: app.Name}, User: user(), Buildpacks: []struct{}{}, Stack: "dyno",
+		App:             ref{ID: app.ID, Name: app.Name}, User: userRefOf(b.user), Buildpacks: []struct{}{}, Stack: "dyno",
 		CreatedAt: b.createdAt, UpdatedAt: b.updatedAt,
 	}
 }
@@ -164,7 +165,7 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) error {
 	}
 	src, _ := json.Marshal(body.SourceBlob)
 	now := s.cfg.Now().UTC()
-	b := &buildRun{id: newID(), appID: app.ID, out: newOutput(), status: "pending", source: src, createdAt: now, updatedAt: now}
+	b := &buildRun{id: newID(), appID: app.ID, user: actor(r.Context()), out: newOutput(), status: "pending", source: src, createdAt: now, updatedAt: now}
 	s.mu.Lock()
 	if s.ctx.Err() != nil { // Close has begun: wg must not grow
 		s.mu.Unlock()
@@ -197,8 +198,8 @@ func (s *Server) evictBuildsLocked() {
 func (s *Server) runBuild(app model.App, b *buildRun, sourceID string) {
 	defer s.wg.Done()
 	defer b.out.close()
-	ctx := s.ctx
-	s.publishAPI(app.ID, "Build started by "+adminUser)
+	ctx := withActor(s.ctx, b.user) // its release is the user's
+	s.publishAPI(app.ID, "Build started by "+actor(ctx))
 	rel, prev, slug, err := s.build(ctx, app, b, sourceID)
 	if err == nil {
 		s.publishAPI(app.ID, "Build succeeded")
@@ -255,7 +256,7 @@ func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID
 			return fail(fmt.Errorf("read the current release: %w", err))
 		}
 	}
-	rel, err = s.newRelease(ctx, app, func(latest *model.Release) (*model.Release, error) {
+	rel, err = s.newReleaseOut(ctx, app, b.out, func(latest *model.Release) (*model.Release, error) {
 		next := &model.Release{Slug: &slug, Description: "Deploy " + short, Config: map[string]string{}}
 		if latest != nil {
 			maps.Copy(next.Config, latest.Config)
@@ -268,6 +269,9 @@ func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID
 		}
 		return next, nil
 	})
+	if errors.Is(err, errReleasePhase) {
+		return rel, prev, slug, err // the failed release keeps its slug; releasePhase said why
+	}
 	if err != nil {
 		s.undo("slug", s.st.Slugs.Delete(context.WithoutCancel(ctx), slug.ID))
 		return fail(fmt.Errorf("create release: %w", err))

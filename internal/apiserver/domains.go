@@ -178,7 +178,7 @@ func (s *Server) createDomain(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	s.publishAPI(app.ID, "Add "+host+" domain by user "+adminUser)
+	s.publishAPI(app.ID, "Add "+host+" domain by user "+actor(r.Context()))
 	return writeJSON(w, http.StatusCreated, s.domainJSON(app, d, certs))
 }
 
@@ -247,7 +247,7 @@ func (s *Server) deleteDomain(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	s.publishAPI(app.ID, "Remove "+e.Value.Hostname+" domain by user "+adminUser)
+	s.publishAPI(app.ID, "Remove "+e.Value.Hostname+" domain by user "+actor(r.Context()))
 	return writeJSON(w, http.StatusOK, s.domainJSON(app, e.Value, certs))
 }
 

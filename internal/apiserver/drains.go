@@ -126,7 +126,7 @@ func (s *Server) createDrain(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.st.Drains.Create(r.Context(), model.DrainKey(app.ID, d.ID), d); err != nil {
 		return err
 	}
-	s.publishAPI(app.ID, "Add drain "+redactURL(u)+" by user "+adminUser)
+	s.publishAPI(app.ID, "Add drain "+redactURL(u)+" by user "+actor(r.Context()))
 	return writeJSON(w, http.StatusCreated, s.drainJSON(app, d))
 }
 
@@ -154,7 +154,7 @@ func (s *Server) deleteDrain(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if u, err := url.Parse(d.URL); err == nil {
-		s.publishAPI(app.ID, "Remove drain "+redactURL(u)+" by user "+adminUser)
+		s.publishAPI(app.ID, "Remove drain "+redactURL(u)+" by user "+actor(r.Context()))
 	}
 	return writeJSON(w, http.StatusOK, s.drainJSON(app, d))
 }

@@ -72,13 +72,16 @@ func (s *Server) updateFormation(ctx context.Context, appID string, fn func(*mod
 	return fmt.Errorf("update formation: too many concurrent changes, try again")
 }
 
-// processTypes are the types of the app's current slug; nil before one.
+// processTypes are the types of the app's current slug that can be
+// scaled (all but the release phase's); nil before a slug.
 func (s *Server) processTypes(ctx context.Context, app model.App) (map[string]string, error) {
 	rel, err := s.currentRelease(ctx, app)
 	if err != nil || rel == nil || rel.Slug == nil {
 		return nil, err
 	}
-	return rel.Slug.ProcessTypes, nil
+	types := maps.Clone(rel.Slug.ProcessTypes)
+	delete(types, ReleaseType)
+	return types, nil
 }
 
 // formationList is the formation as Heroku shows it: the current slug's
@@ -232,14 +235,14 @@ func (s *Server) scale(r *http.Request, updates []formationUpdate) (model.App, [
 	if err != nil {
 		return app, nil, err
 	}
-	s.publishAPI(app.ID, scaledMessage(scaled, updated))
+	s.publishAPI(app.ID, scaledMessage(scaled, updated, actor(r.Context())))
 	return app, updated, nil
 }
 
 // scaledMessage is Heroku's app[api] line for a formation change: the
 // updated types with their quantities and sizes, "Scaled to
 // web@3:Standard-1X worker@1:Standard-1X by user admin@dyno.local".
-func scaledMessage(f model.Formation, types []string) string {
+func scaledMessage(f model.Formation, types []string, by string) string {
 	types = slices.Compact(slices.Sorted(slices.Values(types)))
 	parts := make([]string, len(types))
 	for i, typ := range types {
@@ -250,7 +253,7 @@ func scaledMessage(f model.Formation, types []string) string {
 		}
 		parts[i] = fmt.Sprintf("%s@%d:%s", typ, p.Quantity, upperFirst(size))
 	}
-	return "Scaled to " + strings.Join(parts, " ") + " by user " + adminUser
+	return "Scaled to " + strings.Join(parts, " ") + " by user " + by
 }
 
 // largestHost is the live host with the most memory and its memory in
@@ -417,7 +420,7 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request, what string, bu
 	if r.Method == http.MethodPost { // .../actions/stop
 		verb = "Stop"
 	}
-	s.publishAPI(app.ID, verb+" "+what+" by user "+adminUser)
+	s.publishAPI(app.ID, verb+" "+what+" by user "+actor(r.Context()))
 	return writeJSON(w, http.StatusAccepted, struct{}{})
 }
 

@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +45,9 @@ type GitConfig struct {
 func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.git != nil:
+		if !s.admitGit(w, r) { // access.go: pushes and clones of the user's apps only
+			return
+		}
 		s.git.ServeHTTP(w, r)
 	case s.gitErr != nil:
 		http.Error(w, fmt.Sprintf("Git remotes are off on this Dyno server (%v): use `dyno deploy`, or ask its operator.", s.gitErr), http.StatusServiceUnavailable)
@@ -64,9 +66,14 @@ func (s *Server) removeRepo(appID string) {
 // gitPlatform is the Server as the git server sees it.
 type gitPlatform struct{ s *Server }
 
+// Authenticate returns the email of the key's user; admitGit has checked
+// their access to the app before the git server asks.
 func (p gitPlatform) Authenticate(key string) (string, bool) {
-	ok := p.s.cfg.AdminKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(p.s.cfg.AdminKey)) == 1
-	return adminUser, ok
+	pr, err := p.s.authenticateKey(p.s.ctx, key)
+	if err != nil {
+		return "", false
+	}
+	return pr.Email, true
 }
 
 func (p gitPlatform) AppID(ctx context.Context, name string) (string, bool, error) {
@@ -115,7 +122,7 @@ func (p gitPlatform) Deploy(ctx context.Context, appName, user, commit string, t
 	// As Heroku shows a pushed build: the repository and the commit.
 	src, _ := json.Marshal(map[string]string{"url": s.cfg.PublicURL + "/" + app.Name + ".git", "version": commit})
 	now := s.cfg.Now().UTC()
-	b := &buildRun{id: newID(), appID: app.ID, out: newOutput(), status: "pending", source: src, createdAt: now, updatedAt: now}
+	b := &buildRun{id: newID(), appID: app.ID, user: user, out: newOutput(), status: "pending", source: src, createdAt: now, updatedAt: now}
 	s.mu.Lock()
 	if s.ctx.Err() != nil { // Close has begun: wg must not grow
 		s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -58,13 +59,19 @@ func (s *Server) releases(ctx context.Context, appID string) ([]model.Release, e
 	return out, nil
 }
 
-// latestRelease is the app's newest release, or nil before the first.
+// latestRelease is the app's newest release whose release phase did not
+// fail, or nil before the first.
 func (s *Server) latestRelease(ctx context.Context, appID string) (*model.Release, error) {
 	rels, err := s.releases(ctx, appID)
-	if err != nil || len(rels) == 0 {
+	if err != nil {
 		return nil, err
 	}
-	return &rels[len(rels)-1], nil
+	for i := len(rels) - 1; i >= 0; i-- {
+		if rels[i].Status != "failed" {
+			return &rels[i], nil
+		}
+	}
+	return nil, nil
 }
 
 // currentRelease is the release the app runs, or nil before the first.
@@ -90,19 +97,41 @@ func (s *Server) currentRelease(ctx context.Context, app model.App) (*model.Rele
 // are immutable: change must copy, not modify, prev's maps. The release
 // becomes current once the formation knows its process types.
 func (s *Server) newRelease(ctx context.Context, app model.App, change func(prev *model.Release) (*model.Release, error)) (*model.Release, error) {
+	return s.newReleaseOut(ctx, app, nil, change)
+}
+
+// newReleaseOut is newRelease with the release phase's output going to out.
+// A release whose slug has a release command is created "pending" and goes
+// live only once that command succeeded: with out set, newReleaseOut waits
+// for it and returns an error wrapping errReleasePhase when it fails;
+// without, it returns at once and the phase runs in the background.
+func (s *Server) newReleaseOut(ctx context.Context, app model.App, out io.Writer, change func(prev *model.Release) (*model.Release, error)) (*model.Release, error) {
 	for range casRetries {
-		prev, err := s.latestRelease(ctx, app.ID)
+		rels, err := s.releases(ctx, app.ID)
 		if err != nil {
 			return nil, err
+		}
+		// A release whose release phase failed never ran: the next one
+		// builds on the newest that did not fail, numbered after all.
+		var prev, top *model.Release
+		for i := range rels {
+			top = &rels[i]
+			if rels[i].Status != "failed" {
+				prev = &rels[i]
+			}
 		}
 		next, err := change(prev)
 		if err != nil || next == nil {
 			return nil, err
 		}
-		next.ID, next.AppID, next.User, next.Status = newID(), app.ID, adminUser, "succeeded"
+		next.ID, next.AppID, next.User, next.Status = newID(), app.ID, actor(ctx), "succeeded"
+		phase := releaseCommand(next) != ""
+		if phase {
+			next.Status = "pending"
+		}
 		next.Version, next.CreatedAt = 1, s.cfg.Now().UTC()
-		if prev != nil {
-			next.Version = prev.Version + 1
+		if top != nil {
+			next.Version = top.Version + 1
 		}
 		if next.Config == nil {
 			next.Config = map[string]string{}
@@ -121,6 +150,21 @@ func (s *Server) newRelease(ctx context.Context, app model.App, change func(prev
 		if next.Slug != nil {
 			added, err = s.formationForSlug(ctx, app.ID, next.Slug)
 		}
+		if err == nil && phase {
+			if out != nil {
+				return next, s.releasePhase(ctx, app, next, added, out)
+			}
+			s.mu.Lock()
+			if s.ctx.Err() == nil { // Close has not begun: wg may grow
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					_ = s.releasePhase(s.ctx, app, next, added, nil)
+				}()
+			}
+			s.mu.Unlock()
+			return next, nil
+		}
 		if err == nil {
 			err = s.pointApp(ctx, app.ID, next.Version, next.CreatedAt)
 			if err != nil && len(added) > 0 {
@@ -131,7 +175,7 @@ func (s *Server) newRelease(ctx context.Context, app model.App, change func(prev
 			s.undo("release", s.st.Releases.Delete(context.WithoutCancel(ctx), key, 0))
 			return nil, err
 		}
-		s.publishAPI(app.ID, fmt.Sprintf("Release v%d created by %s", next.Version, adminUser))
+		s.publishAPI(app.ID, fmt.Sprintf("Release v%d created by %s", next.Version, next.User))
 		return next, nil
 	}
 	return nil, fmt.Errorf("create release of %s: too many concurrent releases, try again", app.Name)
@@ -150,7 +194,7 @@ func (s *Server) formationForSlug(ctx context.Context, appID string, slug *model
 			running = running || p.Quantity > 0
 		}
 		for typ := range slug.ProcessTypes {
-			if _, ok := f.Processes[typ]; ok {
+			if _, ok := f.Processes[typ]; ok || typ == ReleaseType {
 				continue
 			}
 			p := model.Process{Size: model.DefaultSize, CreatedAt: now, UpdatedAt: now}

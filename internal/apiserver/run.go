@@ -169,7 +169,7 @@ func (s *Server) startOneOff(ctx context.Context, app model.App, req OneOffReque
 		}
 		return OneOff{}, fmt.Errorf("record one-off dyno: %w", err)
 	}
-	s.publishAPI(app.ID, fmt.Sprintf("Starting process with command `%s` by user %s", command, adminUser))
+	s.publishAPI(app.ID, fmt.Sprintf("Starting process with command `%s` by user %s", command, actor(ctx)))
 	out.OneOff = o
 	return out, nil
 }
@@ -417,7 +417,7 @@ func (s *Server) stopOrRestartDyno(w http.ResponseWriter, r *http.Request) error
 			if err := s.StopOneOff(r.Context(), app.ID, e.Value.ID); err != nil {
 				return err
 			}
-			s.publishAPI(app.ID, "Stop "+e.Value.Name+" by user "+adminUser)
+			s.publishAPI(app.ID, "Stop "+e.Value.Name+" by user "+actor(r.Context()))
 			return writeJSON(w, http.StatusAccepted, struct{}{})
 		}
 	}

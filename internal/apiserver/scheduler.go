@@ -265,7 +265,7 @@ func (s *Server) createSchedulerJob(w http.ResponseWriter, r *http.Request) erro
 	if _, err := s.st.SchedulerJobs.Create(r.Context(), model.SchedulerJobKey(app.ID, j.ID), j); err != nil {
 		return err
 	}
-	s.publishAPI(app.ID, fmt.Sprintf("Add scheduled job %s (%s): `%s` by user %s", j.ID[:8], scheduler.Describe(j.Every, j.At, j.Cron), j.Command, adminUser))
+	s.publishAPI(app.ID, fmt.Sprintf("Add scheduled job %s (%s): `%s` by user %s", j.ID[:8], scheduler.Describe(j.Every, j.At, j.Cron), j.Command, actor(r.Context())))
 	return writeJSON(w, http.StatusCreated, s.jobJSON(app, j, nil))
 }
 
@@ -277,7 +277,7 @@ func (s *Server) deleteSchedulerJob(w http.ResponseWriter, r *http.Request) erro
 	if err := s.st.SchedulerJobs.Delete(r.Context(), model.SchedulerJobKey(app.ID, j.ID), 0); err != nil {
 		return err
 	}
-	s.publishAPI(app.ID, fmt.Sprintf("Remove scheduled job %s (`%s`) by user %s", j.ID[:min(8, len(j.ID))], j.Command, adminUser))
+	s.publishAPI(app.ID, fmt.Sprintf("Remove scheduled job %s (`%s`) by user %s", j.ID[:min(8, len(j.ID))], j.Command, actor(r.Context())))
 	return writeJSON(w, http.StatusOK, s.jobJSON(app, j, nil))
 }
 

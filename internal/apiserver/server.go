@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -32,7 +31,8 @@ import (
 	"github.com/dyno-platform/dyno/internal/store"
 )
 
-// adminUser is the one user until users arrive (issue 10).
+// adminUser is the admin's email: the admin key's user, who is not stored
+// and may see and do everything (access.go).
 const adminUser = "admin@dyno.local"
 
 // maxJSONBody bounds JSON request bodies.
@@ -47,8 +47,14 @@ type Config struct {
 	// PublicURL is this API's base URL as clients reach it; secret URLs
 	// (put_url, get_url, output_stream_url, logplex_url) are built on it.
 	PublicURL string
-	// AdminKey is the API key accepted; with none, every request is refused.
+	// AdminKey is the admin's API key (the admin is adminUser); users
+	// have keys of their own (accounts.go). With none, only users' keys work.
 	AdminKey string
+	// RateLimitPerHour is each API key's budget of requests, refilled
+	// continuously (4,500 when zero); RateLimitBurst is how many it may
+	// spend at once (RateLimitPerHour when zero). See ratelimit.go.
+	RateLimitPerHour int
+	RateLimitBurst   int
 	// MaxSourceBytes bounds an uploaded source; 1 GiB when zero.
 	MaxSourceBytes int64
 	// SourceStallTimeout is how long a source upload may send no data
@@ -108,6 +114,8 @@ type Server struct {
 
 	git    *gitserver.Server // nil when git remotes are off
 	gitErr error             // why they are off, if they failed
+
+	limiter *rateLimiter // per API key, in this node's memory
 }
 
 // New returns a Server writing to st, reading logs from logs and running
@@ -139,6 +147,7 @@ func New(cfg Config, st *store.Store, logs *logplex.Logplex, b *build.Builder) *
 		sessions: map[string]*logSession{},
 	}
 	_, _ = rand.Read(s.secret)
+	s.limiter = newRateLimiter(cfg.RateLimitPerHour, cfg.RateLimitBurst, cfg.Now)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.routes()
 	s.newGit(cfg.Git)
@@ -249,6 +258,7 @@ func (s *Server) routes() {
 	api("GET /apps/{app}/usage", s.getUsage)
 	api("GET /account/invoices", s.listInvoices)
 	api("GET /account/invoices/{month}", s.getInvoice)
+	s.accountRoutes(m)
 	api("/", func(w http.ResponseWriter, r *http.Request) error {
 		return notFound("The requested API endpoint was not found. Are you using the right HTTP verb (" + r.Method + ") and path?")
 	})
@@ -281,31 +291,16 @@ func (s *Server) plain(h handlerFunc) http.Handler {
 	})
 }
 
-// authed checks the Accept version and the API key before h.
+// authed checks the Accept version, the API key, the rate limit and the
+// user's access (access.go) before h, which finds the user in r's context.
 func (s *Server) authed(h handlerFunc) http.Handler {
 	return s.plain(func(w http.ResponseWriter, r *http.Request) error {
-		if !acceptable(r.Header.Get("Accept")) {
-			return &apiError{http.StatusNotAcceptable, "not_acceptable", "This API only serves version 3: send Accept: application/vnd.heroku+json; version=3."}
-		}
-		if !s.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="dyno"`)
-			return &apiError{http.StatusUnauthorized, "unauthorized", "Invalid credentials provided: send Authorization: Bearer <api key>."}
+		r, err := s.admitAccept(w, r, false)
+		if err != nil {
+			return err
 		}
 		return h(w, r)
 	})
-}
-
-func (s *Server) authorized(r *http.Request) bool {
-	if s.cfg.AdminKey == "" {
-		return false
-	}
-	var key string
-	if _, pass, ok := r.BasicAuth(); ok {
-		key = pass
-	} else if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		key = strings.TrimSpace(v)
-	}
-	return subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.AdminKey)) == 1
 }
 
 // acceptable reports whether an Accept header allows API version 3: a
@@ -402,7 +397,13 @@ func (s *Server) lookupApp(r *http.Request) (model.App, uint64, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return model.App{}, 0, notFound("Couldn't find that app.")
 	}
-	return app, rev, err
+	if err != nil {
+		return model.App{}, 0, err
+	}
+	if err := s.checkApp(r, app); err != nil { // may the request's user see it? (access.go)
+		return model.App{}, 0, err
+	}
+	return app, rev, nil
 }
 
 // newID returns a random UUID (version 4).
@@ -451,8 +452,6 @@ type userRef struct {
 	ID    string `json:"id"`
 	Email string `json:"email"`
 }
-
-func user() userRef { return userRef{ID: derivedID("user", adminUser), Email: adminUser} }
 
 type sizeJSON struct {
 	ID string `json:"id"`

@@ -127,7 +127,7 @@ func (s *Server) createSNI(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.st.Certs.Create(r.Context(), model.CertificateKey(app.ID, c.ID), c); err != nil {
 		return err
 	}
-	s.publishAPI(app.ID, fmt.Sprintf("Add SNI endpoint %s (%s) by user %s", c.Name, strings.Join(c.Domains, ", "), adminUser))
+	s.publishAPI(app.ID, fmt.Sprintf("Add SNI endpoint %s (%s) by user %s", c.Name, strings.Join(c.Domains, ", "), actor(r.Context())))
 	domains, err := s.appDomains(r.Context(), app.ID)
 	if err != nil {
 		return err
@@ -198,7 +198,7 @@ func (s *Server) patchSNI(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	s.publishAPI(app.ID, fmt.Sprintf("Update SNI endpoint %s (%s) by user %s", c.Name, strings.Join(c.Domains, ", "), adminUser))
+	s.publishAPI(app.ID, fmt.Sprintf("Update SNI endpoint %s (%s) by user %s", c.Name, strings.Join(c.Domains, ", "), actor(r.Context())))
 	domains, err := s.appDomains(r.Context(), app.ID)
 	if err != nil {
 		return err
@@ -222,7 +222,7 @@ func (s *Server) deleteSNI(w http.ResponseWriter, r *http.Request) error {
 	if err := s.st.Certs.Delete(r.Context(), model.CertificateKey(app.ID, c.ID), 0); err != nil {
 		return err
 	}
-	s.publishAPI(app.ID, fmt.Sprintf("Remove SNI endpoint %s by user %s", c.Name, adminUser))
+	s.publishAPI(app.ID, fmt.Sprintf("Remove SNI endpoint %s by user %s", c.Name, actor(r.Context())))
 	return writeJSON(w, http.StatusOK, sniOut(app, c, domains))
 }
 

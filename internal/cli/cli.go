@@ -112,6 +112,7 @@ func (s *session) rootCommand() *cobra.Command {
 	root.AddCommand(s.schedulerCommands()...)
 	root.AddCommand(s.buildpacksCommands()...)
 	root.AddCommand(s.hostsCommands()...)
+	root.AddCommand(s.accountCommands()...)
 	root.AddCommand(
 		s.appsCommand(), s.appsCreateCommand(), s.appsInfoCommand(), s.appsDestroyCommand(),
 		s.deployCommand(), s.gitRemoteCommand(), s.gitCloneCommand(), s.gitCredentialsCommand(),

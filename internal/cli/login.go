@@ -7,17 +7,24 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dyno-platform/dyno/internal/client"
 )
 
-// credentials are what `dyno login` stores: one API and its key.
+// credentials are what `dyno login` stores: one API and its key, and for a
+// password login the user and the key's authorization ID (which `dyno
+// logout` revokes).
 type credentials struct {
-	APIURL string `json:"api_url"`
-	APIKey string `json:"api_key"`
+	APIURL          string `json:"api_url"`
+	APIKey          string `json:"api_key"`
+	Email           string `json:"email,omitempty"`
+	AuthorizationID string `json:"authorization_id,omitempty"`
 }
 
 // credentialsPath is ~/.config/dyno/credentials.
@@ -89,12 +96,15 @@ func (s *session) storeCredentials(creds credentials) (string, error) {
 }
 
 func (s *session) loginCommand() *cobra.Command {
-	var apiURL, apiKey string
+	var apiURL, apiKey, email string
+	var passwordStdin bool
 	cmd := &cobra.Command{
 		Use:   "login",
-		Short: "store the API URL and key the CLI uses",
-		Long:  "login asks for the API URL and an API key (or takes --api-url and --api-key), checks them, and stores them in ~/.config/dyno/credentials.",
-		Args:  cobra.NoArgs,
+		Short: "log in: store the API URL and a key the CLI uses",
+		Long: "login asks for the API URL, then your email and password (or takes --api-url, --email and\n" +
+			"--password-stdin) and makes a new API key, or takes an existing key (--api-key, or typed\n" +
+			"instead of the email); it checks the key and stores it in ~/.config/dyno/credentials.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			in := bufio.NewReader(s.stdin)
 			if apiURL == "" {
@@ -116,30 +126,50 @@ func (s *session) loginCommand() *cobra.Command {
 					apiURL = def
 				}
 			}
-			if apiKey == "" {
-				answer, err := s.prompt(in, "API key: ")
+			if apiKey == "" && email == "" {
+				answer, err := s.prompt(in, "Email (or an API key): ")
 				if err != nil {
 					return err
 				}
-				if apiKey = answer; apiKey == "" {
-					return errors.New("no API key given: `dyno server` writes one to admin-api-key in its data directory")
+				if strings.Contains(answer, "@") {
+					email = answer
+				} else if apiKey = answer; apiKey == "" {
+					return errors.New("no email or API key given: the platform's admin creates users (`dyno users:create`); `dyno server` writes the admin's key to admin-api-key in its data directory")
 				}
 			}
 			apiURL = strings.TrimRight(apiURL, "/")
-			c := s.newClient(apiURL, apiKey)
+			creds := credentials{APIURL: apiURL, APIKey: apiKey}
+			if email != "" {
+				password, err := s.readPassword(in, "Password: ", passwordStdin)
+				if err != nil {
+					return err
+				}
+				a, err := s.loginWithPassword(cmd.Context(), apiURL, email, password)
+				if err != nil {
+					return err
+				}
+				creds.APIKey, creds.Email, creds.AuthorizationID = a.AccessToken.Token, a.User.Email, a.ID
+			}
+			c := s.newClient(apiURL, creds.APIKey)
 			if _, err := c.Apps(cmd.Context()); err != nil {
 				return err
 			}
-			path, err := s.storeCredentials(credentials{APIURL: apiURL, APIKey: apiKey})
+			path, err := s.storeCredentials(creds)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(s.stdout, "Logged in to %s (stored in %s)\n", apiURL, path)
+			who := ""
+			if creds.Email != "" {
+				who = " as " + creds.Email
+			}
+			fmt.Fprintf(s.stdout, "Logged in to %s%s (stored in %s)\n", apiURL, who, path)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&apiURL, "api-url", "", "the Dyno API's URL, such as "+DefaultAPIURL)
 	cmd.Flags().StringVar(&apiKey, "api-key", "", "an API key")
+	cmd.Flags().StringVar(&email, "email", "", "your email: log in with your password")
+	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
 	return cmd
 }
 
@@ -159,12 +189,21 @@ func (s *session) prompt(in *bufio.Reader, question string) (string, error) {
 func (s *session) logoutCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "logout",
-		Short: "forget the stored API URL and key",
+		Short: "revoke the key `dyno login` made and forget the stored login",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, err := s.credentialsPath()
 			if err != nil {
 				return err
+			}
+			if creds, err := s.loadCredentials(); err == nil && creds.AuthorizationID != "" {
+				// A key the login made is the login's to end; one given
+				// with --api-key is left alone.
+				_, err := s.newClient(creds.APIURL, creds.APIKey).RevokeAuthorization(cmd.Context(), creds.AuthorizationID)
+				var apiErr *client.Error
+				if err != nil && !(errors.As(err, &apiErr) && (apiErr.StatusCode == http.StatusUnauthorized || apiErr.StatusCode == http.StatusNotFound)) {
+					fmt.Fprintf(s.stderr, "Warning: could not revoke the API key %s (%s): revoke it with `dyno authorizations:revoke %s`\n", creds.AuthorizationID, s.describe(err), creds.AuthorizationID)
+				}
 			}
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("forget the login: %w", err)

@@ -68,7 +68,13 @@ func pendingNote(d client.Dyno) string {
 }
 
 // isOneOff tells one-off dynos (heroku run) from formation dynos.
-func isOneOff(d client.Dyno) bool { return d.Type == "run" || strings.HasPrefix(d.Name, "run.") }
+func isOneOff(d client.Dyno) bool {
+	switch d.Type {
+	case "run", "scheduler", "release": // dyno run, the scheduler, the release phase
+		return true
+	}
+	return strings.HasPrefix(d.Name, "run.")
+}
 
 // dynoIndex is the number in web.12, for sorting web.2 before web.12.
 func dynoIndex(name string) int {

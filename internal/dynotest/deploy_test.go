@@ -177,3 +177,52 @@ func TestDeploysDropNothing(t *testing.T) {
 		})
 	})
 }
+
+// TestReleasePhase deploys an app whose Procfile has a release command: it
+// runs as a one-off dyno of the new release before the release goes live;
+// when it fails, the release is marked failed and the old one keeps serving.
+func TestReleasePhase(t *testing.T) {
+	requireRoot(t)
+	p := Start(t, dynoBin)
+	app := "phased"
+	p.MustCLI("apps:create", app)
+	deploy := func(v string, fail bool) (string, string, error) {
+		dir := versionApp(t, v, "")
+		procfile := "web: python3 app.py " + v + "\nrelease: sh -c 'echo migrating to " + v + " as $DYNO; test ! -e fail'\n"
+		os.WriteFile(filepath.Join(dir, "Procfile"), []byte(procfile), 0o644)
+		if fail {
+			os.WriteFile(filepath.Join(dir, "fail"), nil, 0o644)
+		}
+		return p.CLI("deploy", dir, "-a", app)
+	}
+	out, stderr, err := deploy("one", false)
+	if err != nil || !strings.Contains(out, "migrating to one as release.") || !strings.Contains(out, "Release command succeeded") {
+		t.Fatalf("deploy with a passing release phase: %v\n%s\n%s", err, out, stderr)
+	}
+	p.MustCLI("ps:wait", "-a", app)
+	Eventually(t, 30*time.Second, "v1 answers", func() error {
+		if _, body, _, err := p.Get(app, "/"); err != nil || body != "version one" {
+			return fmt.Errorf("%q %v", body, err)
+		}
+		return nil
+	})
+	if ps := p.MustCLI("ps", "-a", app); strings.Contains(ps, "release.") && !strings.Contains(ps, "one-off") {
+		t.Errorf("ps lists the release phase as a process type:\n%s", ps)
+	}
+
+	out, stderr, err = deploy("two", true)
+	if err == nil || !strings.Contains(out, "migrating to two") || !strings.Contains(out, "exited with status 1") {
+		t.Fatalf("deploy with a failing release phase: err=%v\n%s\n%s", err, out, stderr)
+	}
+	if _, body, _, _ := p.Get(app, "/"); body != "version one" {
+		t.Fatalf("after a failed release phase the app answers %q, want v1's code", body)
+	}
+	rels := p.MustCLI("releases", "-a", app)
+	if !strings.Contains(rels, "(failed)") || !strings.Contains(rels, "Current: v1") {
+		t.Errorf("releases after a failed release phase:\n%s", rels)
+	}
+	logs := p.MustCLI("logs", "-a", app, "-n", "200")
+	if !strings.Contains(logs, "migrating to two") {
+		t.Errorf("the release phase's output is not in the logs:\n%s", logs)
+	}
+}

@@ -125,7 +125,7 @@ func TestManifoldLoop(t *testing.T) {
 	put(t, st.Formations, "a1", formation)
 
 	// Short waits keep the test quick; the policy's shape is the default's.
-	startManifold(t, st, Config{HostTTL: time.Minute, Backoff: ExponentialBackoff(300*time.Millisecond, time.Second, 0, nil)})
+	startManifold(t, st, Config{HostTTL: time.Minute, Backoff: ExponentialBackoff(1500*time.Millisecond, 3*time.Second, 0, nil)})
 
 	dynos := waitAssignments(t, st, "web.1 and worker.1", func(m map[string]model.Assignment) bool { return len(m) == 2 })
 	web, worker := dynos["web.1"], dynos["worker.1"]
@@ -157,8 +157,8 @@ func TestManifoldLoop(t *testing.T) {
 	dynos = waitAssignments(t, st, "worker.1 replaced after its back-off", func(m map[string]model.Assignment) bool {
 		return m["worker.1"].ID != worker.ID && countAssignments(t, st)["worker"] == 1
 	})
-	if waited := time.Since(crashedAt); waited < 250*time.Millisecond {
-		t.Errorf("replaced %v after crash 2, want after the 300ms back-off", waited)
+	if waited := time.Since(crashedAt); waited < 1400*time.Millisecond {
+		t.Errorf("replaced %v after crash 2, want after the 1.5s back-off", waited)
 	}
 	if dynos["worker.1"].CrashCount != 2 {
 		t.Errorf("worker.1 after crash 2 has CrashCount %d, want 2", dynos["worker.1"].CrashCount)

@@ -25,12 +25,14 @@ type User struct {
 // stored under the hex SHA-256 of the key: the key itself is shown once,
 // when it is made, and never stored.
 type APIKey struct {
-	ID          string    `json:"id"`
-	UserID      string    `json:"user_id"`
-	Email       string    `json:"email"`
-	Description string    `json:"description"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ID          string `json:"id"`
+	UserID      string `json:"user_id"`
+	Email       string `json:"email"`
+	Description string `json:"description"`
+	// ExpiresAt is when the key stops working; never when zero.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Collaborator gives a user access to an app they do not own. It is stored

@@ -204,6 +204,9 @@ func (d *containerDyno) start() error {
 	if d.spec.TTY {
 		return d.startWithTerminal()
 	}
+	if d.spec.OutputFIFO != "" && d.spec.Stdin == nil {
+		return d.startWithFIFO()
+	}
 	pipes, err := newOutputPipes(d.spec.Stdout, d.spec.Stderr)
 	if err != nil {
 		return fmt.Errorf("output pipes: %w", err)

@@ -26,6 +26,10 @@ import (
 
 const publishedSetName = "published"
 
+// ipsDstNAT is the conntrack status bit of DNATed connections
+// (IPS_DST_NAT in linux/netfilter/nf_conntrack_common.h).
+const ipsDstNAT = 1 << 5
+
 // enablePublish makes the firewall publish dynos' ports on the host.
 func (f *firewall) enablePublish() {
 	f.published = &nftables.Set{
@@ -77,7 +81,7 @@ func (f *firewall) publishForward(c *nftables.Conn, fwd *nftables.Chain) {
 	exprs = append(exprs,
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binary.NativeEndian.AppendUint32(nil, uint32(unix.IPS_DST_NAT)), Xor: make([]byte, 4)},
+			Mask: binary.NativeEndian.AppendUint32(nil, ipsDstNAT), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 	)
 	exprs = append(exprs, f.toDynoPort()...)

@@ -63,6 +63,11 @@ type Spec struct {
 	// own mounts (builds use them for their build, cache, env and buildpack
 	// dirs). Dynos have none. Only the container runtime honours them.
 	Mounts []Mount
+	// OutputFIFO, when set (and Stdin is nil and TTY off), is the path of a
+	// named pipe the container runtime makes for the dyno's stdout and
+	// stderr instead of pipes to the agent, so that the dyno survives a
+	// restart of the agent and the next one reads on (adopt.go).
+	OutputFIFO string
 }
 
 // Mount binds a host directory into a container.

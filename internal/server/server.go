@@ -90,6 +90,9 @@ type Config struct {
 	// (the server's start when zero): nodes of one test cluster share it
 	// (DYNO_SCHEDULER_TIME_START, unix seconds) so their clocks agree.
 	SchedulerTimeStart time.Time
+	// NoAgent runs the control plane only: dynos run on the hosts of
+	// `dyno agent`s that joined with DATA/agent-credentials (agent.go).
+	NoAgent bool
 	// Out receives the start-up banner (API URL, where the key is).
 	Out    io.Writer
 	Logger *slog.Logger
@@ -213,6 +216,10 @@ func Run(ctx context.Context, cfg Config) error {
 		logs.Flush(fctx)
 	}()
 
+	if err := writeJoinFile(dataDir, JoinFile{NATSURLs: []string{"nats://" + reachable(strings.TrimPrefix(ns.ClientURL(), "nats://"))}, User: "dyno",
+		Password: natsPassword, CAPEM: string(platformTLS.CAPEM)}); err != nil {
+		return err
+	}
 	rt, err := newRuntime(cfg, dataDir, hostID, log)
 	if err != nil {
 		return err
@@ -331,7 +338,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	stopAPI := start("api", serve(apiSrv, apiLn))
 	stopRendezvous := start("rendezvous", rdv.Run)
-	stopAgent := start("agent", ag.Run)
+	stopAgent := func() {}
+	if !cfg.NoAgent {
+		stopAgent = start("agent", ag.Run)
+	}
 	// Every node runs a scheduler: each due time is claimed by one of them.
 	sched := scheduler.New(scheduler.Config{Node: hostID, Clock: schedClock, Logs: logs, Logger: log},
 		st.SchedulerJobs, st.SchedulerRuns, api.SchedulerLauncher())

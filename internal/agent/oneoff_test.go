@@ -23,7 +23,7 @@ func startRendezvous(t *testing.T) (*rendezvous.Server, func(*Config), *certs.Pl
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := rendezvous.Certificate(dir, []string{"127.0.0.1"}, time.Now())
+	cert, err := p.IssueServer([]string{"127.0.0.1"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,6 +146,33 @@ func (p *Platform) IssueFor(hostname string, now time.Time) (*tls.Certificate, e
 	return &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }
 
+// IssueServer signs a certificate with a key of its own for the platform's
+// own TLS services (the rendezvous of attached one-off dynos), valid for
+// hosts: names and IP addresses.
+func (p *Platform) IssueServer(hosts []string, now time.Time) (tls.Certificate, error) {
+	var names []string
+	var ips []net.IP
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else if h != "" {
+			names = append(names, h)
+		}
+	}
+	if len(names) == 0 {
+		names = []string{"dyno"}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("make a key: %w", err)
+	}
+	_, leaf, err := p.issue(key, names, ips, now)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
 func (p *Platform) issue(key *ecdsa.PrivateKey, names []string, ips []net.IP, now time.Time) ([]byte, *x509.Certificate, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),

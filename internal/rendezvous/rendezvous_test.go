@@ -23,7 +23,7 @@ func start(t *testing.T, clientTimeout time.Duration) (*Server, *x509.CertPool) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := Certificate(dir, []string{"127.0.0.1"}, time.Now())
+	cert, err := p.IssueServer([]string{"127.0.0.1"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -277,6 +277,9 @@ func (c *edgeConn) next() (*http.Request, bool) {
 			return nil, false
 		}
 		c.armRead(c.e.idle, c.e.idle/50)
+		if c.e.closing.Load() {
+			return nil, false // shutdown's deadline may have come before ours
+		}
 		// The client's next request is seldom there yet: the other
 		// connections go first, and the read more often finds it rather
 		// than failing with EAGAIN and parking (~8 % less CPU per request

@@ -169,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("platform CA: %w", err)
 	}
 
-	rdv, rdvAddr, err := listenRendezvous(cfg, apiLn.Addr().String(), platformTLS.Dir, log)
+	rdv, rdvAddr, err := listenRendezvous(cfg, apiLn.Addr().String(), platformTLS, log)
 	if err != nil {
 		return err
 	}
@@ -397,14 +397,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 // listenRendezvous binds the rendezvous of attached one-offs, with a
 // certificate of the platform CA for the address clients dial.
-func listenRendezvous(cfg Config, apiAddr, tlsDir string, log *slog.Logger) (*rendezvous.Server, string, error) {
+func listenRendezvous(cfg Config, apiAddr string, platformTLS *certs.Platform, log *slog.Logger) (*rendezvous.Server, string, error) {
 	addr := cfg.RendezvousAddr
 	if addr == "" {
 		host, _, _ := net.SplitHostPort(apiAddr)
 		addr = net.JoinHostPort(host, "0")
 	}
 	host, _, _ := net.SplitHostPort(reachable(addr))
-	cert, err := rendezvous.Certificate(tlsDir, []string{host, "127.0.0.1", "::1", "localhost"}, time.Now())
+	cert, err := platformTLS.IssueServer([]string{host, "127.0.0.1", "::1", "localhost"}, time.Now())
 	if err != nil {
 		return nil, "", err
 	}

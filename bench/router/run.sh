@@ -27,7 +27,9 @@
 # HTTP load, and the top of the profile is printed.
 #
 # Run as root from anywhere: bash bench/router/run.sh
-# (MODES="paced" ONLY="direct|dyno|nginx" PROFILE=0 narrows a run.)
+# (MODES="paced" ONLY="direct|dyno|nginx" PROFILE=0 narrows a run;
+# ROUTER_PROCS=1 gives the Dyno router GOMAXPROCS=1, the one worker
+# nginx and HAProxy get here, when PIN=0 would let it use every CPU.)
 # Only 127.0.0.1 is used; everything started is stopped on exit.
 # Results (table, raw wrk output, CPU profile) stay in $OUT.
 set -euo pipefail

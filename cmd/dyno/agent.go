@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"time"
 
 	"github.com/dyno-platform/dyno/internal/model"
@@ -29,7 +28,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", model.DefaultHostHeartbeat, "how often the host's lease is renewed")
 	fs.DurationVar(&cfg.HostTTL, "host-ttl", model.DefaultHostTTL, "the host's lease: with no successful heartbeat for this long the agent stops its dynos (keep it the manifold's host TTL)")
 	fs.DurationVar(&cfg.UsageCheckpoint, "usage-checkpoint", time.Minute, "how often running dynos' time is recorded")
-	verbose := fs.Bool("verbose", false, "debug logging")
+	fs.StringVar(&cfg.MetricsAddr, "metrics", "", "listen address of the agent's Prometheus /metrics (e.g. 127.0.0.1:9102; default none)")
+	logger := logFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -44,11 +44,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "dyno agent: --credentials FILE and --advertise IP are required")
 		return 2
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	var err error
+	if cfg.Logger, err = logger(stderr); err != nil {
+		fmt.Fprintf(stderr, "dyno agent: %v\n", err)
+		return 2
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := server.RunAgent(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "dyno agent: %v\n", err)
 		return 1

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -61,7 +60,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&cfg.HostMemoryMB, "host-memory", 0, "memory in MB this host offers dynos (default: all of the machine's)")
 	fs.Float64Var(&cfg.CrashBackoffScale, "crash-backoff-scale", 1, "scale of Heroku's crash cool-offs (20, 40, 60, 180, 320 min)")
 	fs.StringVar(&cfg.DynoNetwork, "dyno-network", "", "IPv4 range for dyno addresses, one /30 each (default: a /16 in 10.128.0.0/10 picked from the host ID)")
-	fs.StringVar(&cfg.MetricsAddr, "metrics", "", "listen address of the router's Prometheus /metrics (e.g. 127.0.0.1:9101; default none)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics", "", "listen address of the Prometheus /metrics of the API, manifold, agent, hosts, dynos and router (e.g. 127.0.0.1:9101; default none)")
 	cfg.Billing = metering.DefaultConfig()
 	fs.Float64Var(&cfg.Billing.FreeHours, "free-dyno-hours", cfg.Billing.FreeHours, "free dyno-hours per app per calendar month (UTC), used before any charge")
 	prices := fs.String("dyno-prices", "", "monthly price per dyno by size, over Heroku's defaults (eco=5,basic=7,standard-1X=25,standard-2X=50,performance-M=250,performance-L=500); hourly = monthly/720, capped at monthly")
@@ -70,7 +69,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.DurationVar(&cfg.BuildTimeout, "build-timeout", 15*time.Minute, "how long a build may take before it is stopped")
 	fs.BoolVar(&cfg.NoAgent, "no-agent", false, "run the control plane only: dynos run on hosts that joined with `dyno agent` (DATA/agent-credentials)")
 	checkCluster := clusterFlags(fs, &cfg.Cluster)
-	verbose := fs.Bool("verbose", false, "debug logging")
+	logger := logFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -93,11 +92,11 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		cfg.Billing.MonthlyPrices = p
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	var err error
+	if cfg.Logger, err = logger(stderr); err != nil {
+		fmt.Fprintf(stderr, "dyno server: %v\n", err)
+		return 2
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// For end-to-end tests only, so not a flag: the scheduler's clock runs
 	// this many times faster (docs/CONTRACTS.md, Scheduler).
 	if v := os.Getenv("DYNO_SCHEDULER_TIME_SCALE"); v != "" {

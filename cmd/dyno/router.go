@@ -34,7 +34,7 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	httpsAddr := fs.String("https", "", "HTTPS listen address for apps (HTTP/2); needs --tls-dir")
 	tlsDir := fs.String("tls-dir", "", "a copy of the server's DATA/tls (the platform CA and its certificates), for --https")
 	metricsAddr := fs.String("metrics", "127.0.0.1:9101", "listen address of the Prometheus /metrics endpoint (empty: none)")
-	verbose := fs.Bool("verbose", false, "debug logging")
+	logger := logFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -45,11 +45,11 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "dyno router: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	log, err := logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "dyno router: %v\n", err)
+		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := routerMain(ctx, routerFlags{*natsURL, *creds, *httpAddr, *httpsAddr, *tlsDir, *domain, *metricsAddr}, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "dyno router: %v\n", err)
 		return 1
@@ -99,11 +99,13 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 	defer nc.Close()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := store.Open(openCtx, nc, 1)
+	// Attach, not Open: a router must never change the buckets the control
+	// plane made (Open would set a cluster's R3 buckets to one replica).
+	st, err := store.Attach(openCtx, nc)
 	if err != nil {
 		return err
 	}
-	logs, err := logplex.New(openCtx, st.JetStream(), logplex.Config{Logger: log})
+	logs, err := logplex.Attach(openCtx, st.JetStream(), logplex.Config{Logger: log})
 	if err != nil {
 		return err
 	}

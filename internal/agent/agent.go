@@ -96,6 +96,8 @@ type Config struct {
 	// FenceGrace is their SIGTERM grace then (1 s), FenceCheck how often
 	// the lease is checked (100 ms).
 	FenceAfter, FenceGrace, FenceCheck time.Duration
+	// Metrics, if set, counts state changes and heartbeats (metrics.go).
+	Metrics *Metrics
 }
 
 // Agent runs the dynos assigned to one host.
@@ -260,7 +262,9 @@ func (a *Agent) heartbeat(ctx context.Context, started time.Time) error {
 	// A heartbeat stuck longer than the lease is no heartbeat (fence.go).
 	hctx, cancel := context.WithTimeout(ctx, max(a.cfg.FenceAfter/2, a.cfg.Heartbeat))
 	defer cancel()
-	if _, err := a.st.Hosts.Put(hctx, a.cfg.HostID, h); err != nil {
+	_, err := a.st.Hosts.Put(hctx, a.cfg.HostID, h)
+	a.cfg.Metrics.heartbeat(err)
+	if err != nil {
 		return fmt.Errorf("register host %s: %w", a.cfg.HostID, err)
 	}
 	a.noteHeartbeat(h.HeartbeatAt)

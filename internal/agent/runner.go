@@ -32,7 +32,8 @@ type runner struct {
 
 	usage *usageRecorder // the running process's, for leave (adopt.go)
 
-	status model.DynoStatus // written only by the runner's goroutine
+	status  model.DynoStatus // written only by the runner's goroutine
+	counted string           // the state last counted in the metrics (metrics.go)
 }
 
 func newRunner(a *Agent, as model.Assignment) *runner {
@@ -78,6 +79,10 @@ func (r *runner) setState(state string) {
 }
 
 func (r *runner) writeStatus() {
+	if r.status.State != r.counted {
+		r.counted = r.status.State
+		r.a.cfg.Metrics.stateChanged(r.counted)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := r.a.st.Statuses.Put(ctx, model.StatusKey(r.as.AppID, r.as.ID), r.status); err != nil {

@@ -19,14 +19,14 @@ import (
 // accountRoutes adds the accounts' endpoints: the account, users (admin
 // only), API keys as Heroku's OAuth authorizations, and collaborators.
 func (s *Server) accountRoutes(m *http.ServeMux) {
-	api := func(pattern string, h handlerFunc) { m.Handle(pattern, s.authed(h)) }
+	api := func(pattern string, h handlerFunc) { s.register(m, pattern, s.authed(h)) }
 	api("GET /account", s.getAccount)
 	api("GET /account/rate-limits", s.getRateLimits)
 	api("POST /users", s.createUser)
 	api("GET /users", s.listUsers)
 
 	// The one endpoint where Basic auth may carry a password: logging in.
-	m.Handle("POST /oauth/authorizations", s.plain(func(w http.ResponseWriter, r *http.Request) error {
+	s.register(m, "POST /oauth/authorizations", s.plain(func(w http.ResponseWriter, r *http.Request) error {
 		r, err := s.admitAccept(w, r, true)
 		if err != nil {
 			return err
@@ -277,7 +277,9 @@ func (s *Server) listAuthorizations(w http.ResponseWriter, r *http.Request) erro
 	for _, e := range keys {
 		out = append(out, s.authorizationOf(e.Value, ""))
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writePage(w, r, out,
+		byTime("created_at", func(a authorizationJSON) time.Time { return a.CreatedAt }),
+		byString("id", func(a authorizationJSON) string { return a.ID }))
 }
 
 // findKey finds one of the principal's keys by authorization ID.

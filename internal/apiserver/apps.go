@@ -33,6 +33,7 @@ type appJSON struct {
 	Region               ref        `json:"region"`
 	Stack                ref        `json:"stack"`
 	BuildStack           ref        `json:"build_stack"`
+	Generation           ref        `json:"generation"`
 	ACM                  bool       `json:"acm"`
 	InternalRouting      bool       `json:"internal_routing"`
 	ArchivedAt           *time.Time `json:"archived_at"`
@@ -59,6 +60,7 @@ func (s *Server) appJSON(a model.App) appJSON {
 		WebURL: s.webURL(a.Name), GitURL: s.cfg.PublicURL + "/" + a.Name + ".git",
 		ReleaseVersion: a.ReleaseVersion, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
 		Owner: userRefOf(ownerOf(a)), Region: ref{ID: derivedID("region", "local"), Name: "local"}, Stack: stack, BuildStack: stack,
+		Generation: cedar(),
 	}
 	if !a.ReleasedAt.IsZero() {
 		t := a.ReleasedAt
@@ -83,8 +85,9 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 	for _, a := range apps {
 		out = append(out, s.appJSON(a))
 	}
-	slices.SortFunc(out, func(a, b appJSON) int { return strings.Compare(a.Name, b.Name) })
-	return writeJSON(w, http.StatusOK, out)
+	return writePage(w, r, out,
+		byString("name", func(a appJSON) string { return a.Name }),
+		byString("id", func(a appJSON) string { return a.ID }))
 }
 
 func (s *Server) getApp(w http.ResponseWriter, r *http.Request) error {

@@ -318,7 +318,9 @@ func (s *Server) listBuilds(w http.ResponseWriter, r *http.Request) error {
 	for _, b := range runs {
 		out = append(out, s.buildOut(app, b))
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writePage(w, r, out,
+		byTime("created_at", func(b buildJSON) time.Time { return b.CreatedAt }),
+		byString("id", func(b buildJSON) string { return b.ID }))
 }
 
 // buildOutput streams a build's output: what it has so far, then live

@@ -64,7 +64,11 @@ func (s *Server) listCollaborators(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	// By created_at by default: the owner (the app's creation) comes first.
+	return writePage(w, r, out,
+		byTime("created_at", func(c collaboratorJSON) time.Time { return c.CreatedAt }),
+		byString("id", func(c collaboratorJSON) string { return c.ID }),
+		byString("email", func(c collaboratorJSON) string { return c.User.Email }))
 }
 
 // findCollaborator finds an entry by collaborator ID, user ID or email.

@@ -118,7 +118,9 @@ func (s *Server) listDomains(w http.ResponseWriter, r *http.Request) error {
 	for _, e := range domains {
 		out = append(out, s.domainJSON(app, e.Value, certs))
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writePage(w, r, out,
+		byString("hostname", func(d domainJSON) string { return d.Hostname }),
+		byString("id", func(d domainJSON) string { return d.ID }))
 }
 
 type createDomainBody struct {

@@ -90,7 +90,10 @@ func (s *Server) listDrains(w http.ResponseWriter, r *http.Request) error {
 	for _, d := range drains {
 		out = append(out, s.drainJSON(app, d))
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writePage(w, r, out,
+		byString("created_at", func(d drainJSON) string { return d.CreatedAt }),
+		byString("id", func(d drainJSON) string { return d.ID }),
+		byString("url", func(d drainJSON) string { return d.URL }))
 }
 
 func (s *Server) createDrain(w http.ResponseWriter, r *http.Request) error {

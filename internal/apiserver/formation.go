@@ -115,7 +115,9 @@ func (s *Server) listFormation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writePage(w, r, out,
+		byString("type", func(f formationJSON) string { return f.Type }),
+		byString("id", func(f formationJSON) string { return f.ID }))
 }
 
 func (s *Server) getFormation(w http.ResponseWriter, r *http.Request) error {

@@ -25,6 +25,12 @@ type releaseJSON struct {
 	User        userRef   `json:"user"`
 	Slug        *idRef    `json:"slug"`
 	App         ref       `json:"app"`
+	// Heroku's: Dyno has no add-ons, and the release phase's output goes
+	// to the app's logs, not to a stream of its own.
+	AddonPlanNames      []string       `json:"addon_plan_names"`
+	Artifacts           []artifactJSON `json:"artifacts"`
+	EligibleForRollback bool           `json:"eligible_for_rollback"`
+	OutputStreamURL     *string        `json:"output_stream_url"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }
@@ -38,9 +44,12 @@ func releaseOut(app model.App, r model.Release) releaseJSON {
 		ID: r.ID, Version: r.Version, Description: r.Description, Status: r.Status,
 		Current: r.Version == app.ReleaseVersion, User: userRef{ID: derivedID("user", r.User), Email: r.User},
 		App: ref{ID: app.ID, Name: app.Name}, CreatedAt: r.CreatedAt, UpdatedAt: r.CreatedAt,
+		AddonPlanNames: []string{}, Artifacts: []artifactJSON{},
 	}
 	if r.Slug != nil {
 		out.Slug = &idRef{ID: r.Slug.ID}
+		out.Artifacts = append(out.Artifacts, artifactJSON{Type: "slug", ID: r.Slug.ID})
+		out.EligibleForRollback = r.Status == "succeeded" // POST /apps/{app}/releases accepts it
 	}
 	return out
 }
@@ -263,10 +272,6 @@ func (s *Server) pointApp(ctx context.Context, appID string, version int, at tim
 }
 
 func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) error {
-	rng, err := parseRange(r.Header.Get("Range"))
-	if err != nil {
-		return err
-	}
 	app, _, err := s.lookupApp(r)
 	if err != nil {
 		return err
@@ -275,33 +280,13 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if rng.desc {
-		slices.Reverse(rels)
+	out := make([]releaseJSON, len(rels))
+	for i, rel := range rels {
+		out[i] = releaseOut(app, rel)
 	}
-	out := []releaseJSON{}
-	for _, rel := range rels {
-		if !rng.includes(rel.Version) {
-			continue
-		}
-		if len(out) == rng.max {
-			order := "asc"
-			if rng.desc {
-				order = "desc"
-			}
-			w.Header().Set("Next-Range", fmt.Sprintf("version ]%d..; max=%d, order=%s", out[len(out)-1].Version, rng.max, order))
-			break
-		}
-		out = append(out, releaseOut(app, rel))
-	}
-	w.Header().Set("Accept-Ranges", "version")
-	status := http.StatusOK
-	if len(out) > 0 {
-		w.Header().Set("Content-Range", fmt.Sprintf("version %d..%d", out[0].Version, out[len(out)-1].Version))
-	}
-	if w.Header().Get("Next-Range") != "" {
-		status = http.StatusPartialContent
-	}
-	return writeJSON(w, status, out)
+	return writePage(w, r, out,
+		byNumber("version", func(r releaseJSON) int { return r.Version }),
+		byString("id", func(r releaseJSON) string { return r.ID }))
 }
 
 func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) error {
@@ -381,81 +366,4 @@ func (s *Server) rollbackTo(ctx context.Context, app model.App, target model.Rel
 	return s.newRelease(ctx, app, func(*model.Release) (*model.Release, error) {
 		return &model.Release{Slug: target.Slug, Config: maps.Clone(target.Config), Description: desc}, nil
 	})
-}
-
-// releaseRange is a parsed Range header: `version [first]..[last]; max=N,
-// order=asc|desc`, with "]first" meaning "after first". Bounds follow the
-// order: with desc, first is the highest version.
-type releaseRange struct {
-	first, last    int // 0 = open
-	firstExclusive bool
-	max            int
-	desc           bool
-}
-
-func (rg releaseRange) includes(v int) bool {
-	before := func(a, b int) bool { // a comes before b in the order
-		if rg.desc {
-			return a > b
-		}
-		return a < b
-	}
-	if rg.first > 0 && (before(v, rg.first) || rg.firstExclusive && v == rg.first) {
-		return false
-	}
-	return rg.last == 0 || !before(rg.last, v)
-}
-
-// parseRange reads the header loosely: the CLI sends both
-// "version ..; max=15, order=desc" and "version ..; order=desc,max=1".
-func parseRange(h string) (releaseRange, error) {
-	rg := releaseRange{max: 200}
-	if strings.TrimSpace(h) == "" {
-		return rg, nil
-	}
-	head, params, _ := strings.Cut(h, ";")
-	fields := strings.Fields(head)
-	if len(fields) == 0 || (fields[0] != "version" && fields[0] != "id") {
-		return rg, badRequest("Range %q is invalid: releases are ranged by version, as in \"version ..; max=10, order=desc\".", h)
-	}
-	if fields[0] == "version" && len(fields) > 1 {
-		first, last, ok := strings.Cut(fields[1], "..")
-		if !ok {
-			return rg, badRequest("Range %q is invalid: write the versions as first..last.", h)
-		}
-		if strings.HasPrefix(first, "]") {
-			rg.firstExclusive, first = true, first[1:]
-		}
-		var err1, err2 error
-		if first != "" {
-			rg.first, err1 = strconv.Atoi(first)
-		}
-		if last != "" {
-			rg.last, err2 = strconv.Atoi(last)
-		}
-		if err1 != nil || err2 != nil {
-			return rg, badRequest("Range %q is invalid: versions must be numbers.", h)
-		}
-	}
-	for _, p := range strings.FieldsFunc(params, func(r rune) bool { return r == ',' || r == ';' }) {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		switch strings.TrimSpace(k) {
-		case "max":
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil || n < 1 {
-				return rg, badRequest("Range %q is invalid: max must be a positive number.", h)
-			}
-			rg.max = min(n, 1000)
-		case "order":
-			switch strings.TrimSpace(v) {
-			case "asc":
-				rg.desc = false
-			case "desc":
-				rg.desc = true
-			default:
-				return rg, badRequest("Range %q is invalid: order must be asc or desc.", h)
-			}
-		}
-	}
-	return rg, nil
 }

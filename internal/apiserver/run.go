@@ -377,10 +377,9 @@ func (s *Server) listDynosAll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if ds == nil {
-		ds = []dynoJSON{}
-	}
-	return writeJSON(w, http.StatusOK, ds)
+	return writePage(w, r, ds,
+		byDynoName("name", func(d dynoJSON) string { return d.Name }),
+		byString("id", func(d dynoJSON) string { return d.ID }))
 }
 
 func (s *Server) getDynoAll(w http.ResponseWriter, r *http.Request) error {

@@ -116,6 +116,8 @@ type Server struct {
 	gitErr error             // why they are off, if they failed
 
 	limiter *rateLimiter // per API key, in this node's memory
+
+	patterns []string // API routes, as registered (schema.go)
 }
 
 // New returns a Server writing to st, reading logs from logs and running
@@ -185,8 +187,8 @@ func (s *Server) Close() error {
 func (s *Server) routes() {
 	m := http.NewServeMux()
 	s.mux = m
-	api := func(pattern string, h handlerFunc) { m.Handle(pattern, s.authed(h)) }
-	secret := func(pattern string, h handlerFunc) { m.Handle(pattern, s.plain(h)) }
+	api := func(pattern string, h handlerFunc) { s.register(m, pattern, s.authed(h)) }
+	secret := func(pattern string, h handlerFunc) { s.register(m, pattern, s.plain(h)) }
 
 	api("GET /apps", s.listApps)
 	api("POST /apps", s.createApp)
@@ -259,9 +261,12 @@ func (s *Server) routes() {
 	api("GET /account/invoices", s.listInvoices)
 	api("GET /account/invoices/{month}", s.getInvoice)
 	s.accountRoutes(m)
-	api("/", func(w http.ResponseWriter, r *http.Request) error {
+	s.conformanceRoutes(m) // schema.go
+	notFoundAPI := s.authed(func(w http.ResponseWriter, r *http.Request) error {
 		return notFound("The requested API endpoint was not found. Are you using the right HTTP verb (" + r.Method + ") and path?")
 	})
+	m.Handle("/", notFoundAPI)
+	s.mountDashboard(m, notFoundAPI) // dashboard.go
 }
 
 // handlerFunc is an endpoint; a returned *apiError becomes its JSON error
@@ -458,13 +463,18 @@ type sizeJSON struct {
 	model.Size
 	Architecture     string `json:"architecture"`
 	PrivateSpaceOnly bool   `json:"private_space_only"`
+	// Generation, Cost and PreciseDynoUnits complete Heroku's shape
+	// (sizeOut, schema.go).
+	Generation       ref       `json:"generation"`
+	Cost             *struct{} `json:"cost"`
+	PreciseDynoUnits float64   `json:"precise_dyno_units"`
 }
 
 func (s *Server) listSizes(w http.ResponseWriter, r *http.Request) error {
 	sizes := model.Sizes()
 	out := make([]sizeJSON, len(sizes))
 	for i, sz := range sizes {
-		out[i] = sizeJSON{ID: derivedID("size", sz.Name), Size: sz, Architecture: "amd64"}
+		out[i] = sizeOut(sz)
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

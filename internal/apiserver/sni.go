@@ -77,7 +77,10 @@ func (s *Server) listSNI(w http.ResponseWriter, r *http.Request) error {
 	for _, c := range cs {
 		out = append(out, sniOut(app, c, domains))
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writePage(w, r, out,
+		byString("created_at", func(c sniJSON) string { return c.CreatedAt }),
+		byString("id", func(c sniJSON) string { return c.ID }),
+		byString("name", func(c sniJSON) string { return c.Name }))
 }
 
 type sniBody struct {

@@ -30,13 +30,20 @@ const Prefix = "/dashboard/"
 const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 
-// contentTypes is set by hand: the system's MIME tables vary (.js is
+// contentType is set by hand: the system's MIME tables vary (.js is
 // application/javascript on some), and module scripts need a JavaScript type.
-var contentTypes = map[string]string{
-	".html": "text/html; charset=utf-8",
-	".css":  "text/css; charset=utf-8",
-	".js":   "text/javascript; charset=utf-8",
-	".svg":  "image/svg+xml",
+func contentType(ext string) (string, bool) {
+	switch ext {
+	case ".html":
+		return "text/html; charset=utf-8", true
+	case ".css":
+		return "text/css; charset=utf-8", true
+	case ".js":
+		return "text/javascript; charset=utf-8", true
+	case ".svg":
+		return "image/svg+xml", true
+	}
+	return "", false
 }
 
 type asset struct {
@@ -59,7 +66,7 @@ func New() (*Handler, error) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		ct, ok := contentTypes[path.Ext(name)]
+		ct, ok := contentType(path.Ext(name))
 		if !ok {
 			return fmt.Errorf("dashboard file %s: no content type for %q", name, path.Ext(name))
 		}

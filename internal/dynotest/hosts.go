@@ -80,6 +80,11 @@ func StartHost(t testing.TB, plane *Platform, n int) *Host {
 		h.KillAll()
 		exec.Command("ip", "link", "del", h.RootIf).Run()
 		exec.Command("ip", "netns", "del", h.Netns).Run()
+		// The dynos' namespaces stay mounted when their agent was killed.
+		mounts, _ := filepath.Glob(filepath.Join("/run/dyno", h.ID, "netns", "*"))
+		for _, m := range mounts {
+			syscall.Unmount(m, syscall.MNT_DETACH)
+		}
 		os.RemoveAll(filepath.Join("/run/dyno", h.ID))
 	})
 	mustRun(t, "ip", "link", "add", h.RootIf, "type", "veth", "peer", "name", inner)
@@ -210,7 +215,7 @@ func (h *Host) Procs(argv0, marker string) []int {
 			continue
 		}
 		args := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
-		if len(args) > 0 && filepath.Base(args[0]) == argv0 && strings.Contains(string(b), marker) {
+		if len(args) > 0 && filepath.Base(args[0]) == argv0 && strings.Contains(strings.Join(args, " "), marker) {
 			pids = append(pids, pid)
 		}
 	}

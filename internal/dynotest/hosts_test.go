@@ -171,10 +171,16 @@ func TestHosts(t *testing.T) {
 		}
 		Eventually(t, 30*time.Second, "capacity back on the other hosts", func() error { return capacity(h) })
 		h.Cut(false)
-		time.Sleep(3 * time.Second) // the agent reconnects and re-reads its assignments
-		if err := capacity(nil); err != nil {
-			t.Errorf("after the host came back: %v", err)
-		}
+		healed := time.Now()
+		// The agent reconnects, re-reads its assignments (all moved) and
+		// drops the statuses of its stopped dynos.
+		Eventually(t, 30*time.Second, "the returning host cleans up", func() error {
+			if !strings.Contains(h.Output(), "heartbeats reach the control plane again") {
+				return fmt.Errorf("the agent has not reconnected")
+			}
+			return capacity(nil)
+		})
+		t.Logf("the returning host was clean %s after the link came back", time.Since(healed).Round(10*time.Millisecond))
 		if n := len(webs(h)); n != 0 {
 			t.Errorf("the returning host runs %d web dynos whose assignments were moved; want 0", n)
 		}

@@ -62,6 +62,8 @@ type Config struct {
 	RetryDelay time.Duration
 	// OneOffRetention is how long an ended one-off's status stays; 5 min.
 	OneOffRetention time.Duration
+	// Metrics, if set, counts plans and decisions (metrics.go).
+	Metrics *Metrics
 }
 
 // LogSink publishes a line to an app's log stream.
@@ -182,6 +184,8 @@ func (m *Manifold) Run(ctx context.Context) error {
 	if err := m.watch(ctx, &wg, events); err != nil {
 		return fmt.Errorf("manifold: %w: is NATS reachable?", err)
 	}
+	m.cfg.Metrics.running(true)
+	defer m.cfg.Metrics.running(false)
 	v := newView()
 	v.since, v.ttl, v.now = m.cfg.Now(), m.cfg.HostTTL, m.cfg.Now
 	timer := time.NewTimer(time.Hour)
@@ -422,6 +426,7 @@ func (m *Manifold) reconcile(ctx context.Context, v *view) time.Time {
 		}
 	}
 	if plan.Empty() {
+		m.cfg.Metrics.pendingDynos(v)
 		return wake
 	}
 	for _, a := range plan.Cycled {
@@ -438,6 +443,8 @@ func (m *Manifold) reconcile(ctx context.Context, v *view) time.Time {
 		}
 	}
 	failed := m.apply(ctx, v, plan)
+	m.cfg.Metrics.applied(plan, failed, time.Since(start))
+	m.cfg.Metrics.pendingDynos(v)
 	m.log.Info("applied plan", "create", len(plan.Create), "oneoffs_done", len(plan.DeleteOneOffs), "cycle", len(plan.Cycled), "update", len(plan.Update), "delete", len(plan.Delete), "statuses_forgotten", len(plan.DeleteStatuses),
 		"failed", failed, "plan_time", planned, "total_time", time.Since(start))
 	if failed > 0 {

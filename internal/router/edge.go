@@ -192,6 +192,9 @@ type edgeConn struct {
 	wdl     int64 // write deadline set, unix ns
 	idle    atomic.Bool
 
+	// up is the dyno connection of the exchange in progress: the watch
+	// closes it when the client leaves (upstream.watchCancel).
+	up        atomic.Pointer[upConn]
 	watching  bool
 	aborting  atomic.Bool
 	watchBuf  [1]byte
@@ -453,6 +456,9 @@ func (c *edgeConn) watchClient() {
 			c.pending = c.watchBuf[:n]
 		case err != nil && !c.aborting.Load() && !isTimeout(err):
 			c.cancel()
+			if up := c.up.Swap(nil); up != nil {
+				up.cancel()
+			}
 		}
 		c.watchDone <- struct{}{}
 	}()

@@ -136,6 +136,7 @@ func (u *upstream) get(ctx context.Context) (*upConn, error) {
 		c.canceled.Store(true)
 		c.Conn.Close()
 	}
+	c.unwatch = func() bool { return c.edge.up.CompareAndSwap(c, nil) }
 	return c, nil
 }
 
@@ -170,7 +171,7 @@ var errUnaskedUpgrade = errors.New("the dyno switched protocols without being as
 func (u *upstream) exchange(ctx context.Context, c *upConn, req *http.Request, s *reqState) (*http.Response, error) {
 	// The client leaving ends the exchange, as Transport's cancellation does.
 	c.canceled.Store(false)
-	stop := context.AfterFunc(ctx, c.cancel)
+	stop := u.watchCancel(ctx, c, s)
 	c.nread = 0
 	bw := upWriters.Get().(*bufio.Writer)
 	bw.Reset(c.Conn)
@@ -201,7 +202,7 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, req *http.Request, s
 	err = u.awaitHead(ctx, c, br, s)
 	var resp *http.Response
 	for n := 0; err == nil; n++ {
-		resp, err = http.ReadResponse(br, req)
+		resp, err = readResponse(br, req)
 		if err != nil || resp.StatusCode >= 200 || resp.StatusCode < 100 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
@@ -235,6 +236,27 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, req *http.Request, s
 	c.next = 0
 	resp.Body = &upBody{u: u, c: c, br: br, rc: resp.Body, stop: stop, keep: !resp.Close}
 	return resp, nil
+}
+
+// watchCancel makes the client's leaving end the exchange on c, and
+// returns what unregisters it (true when c was not canceled). For a
+// request of the edge loop, whose context is its connection's, the loop's
+// watch closes c itself: no context.AfterFunc (and its allocations and
+// locks) per request.
+func (u *upstream) watchCancel(ctx context.Context, c *upConn, s *reqState) func() bool {
+	var ec *edgeConn
+	if s != nil {
+		ec = edgeOf(s)
+	}
+	if ec == nil || s.Context != ec.ctx {
+		return context.AfterFunc(ctx, c.cancel)
+	}
+	c.edge = ec
+	ec.up.Store(c)
+	if ctx.Err() != nil && ec.up.CompareAndSwap(c, nil) {
+		c.cancel() // the client left before the store
+	}
+	return c.unwatch
 }
 
 // awaitHead sets the deadline of the response head: first byte (H12);
@@ -300,6 +322,8 @@ type upConn struct {
 	timedOut bool        // a read hit the deadline
 	canceled atomic.Bool // the request's context ended: the connection was closed for it
 	cancel   func()      // sets canceled and closes the connection
+	edge     *edgeConn   // the loop connection of the exchange, if any
+	unwatch  func() bool // the stop of watchCancel for the loop's requests
 	lastUsed int64       // unix ns it went back to the pool
 }
 

@@ -96,8 +96,11 @@ type AgentConfig struct {
 	Heartbeat, HostTTL time.Duration
 	// UsageCheckpoint is how often running dynos' time is recorded (60 s).
 	UsageCheckpoint time.Duration
-	Logger          *slog.Logger
-	Out             io.Writer
+	// MetricsAddr is where the agent's Prometheus /metrics is served
+	// (metrics.go); none when empty.
+	MetricsAddr string
+	Logger      *slog.Logger
+	Out         io.Writer
 }
 
 // RunAgent runs a host agent that joins a control plane over NATS: it
@@ -190,13 +193,20 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 		roots = x509.NewCertPool()
 		roots.AppendCertsFromPEM([]byte(jf.CAPEM))
 	}
+	obs := newAgentObservability()
 	ag := agent.New(agent.Config{
 		HostID: hostID, Address: cfg.Advertise, DataDir: filepath.Join(dataDir, "agent"), Runtime: rt, Logs: logs,
-		Logger: log, MemoryMB: memoryMB, CPUs: goruntime.NumCPU(), UsageCheckpoint: cfg.UsageCheckpoint,
+		Logger: log, Metrics: obs.Agent, MemoryMB: memoryMB, CPUs: goruntime.NumCPU(), UsageCheckpoint: cfg.UsageCheckpoint,
 		RendezvousRoots: roots, Heartbeat: cfg.Heartbeat, FenceAfter: cfg.HostTTL,
 		PublishPorts: true, KeepDynos: true,
 	}, st)
 	fmt.Fprintf(cfg.Out, "Dyno agent %s is running: %d MB, %d CPUs, dynos published on %s\n", hostID, memoryMB, goruntime.NumCPU(), cfg.Advertise)
+	obs.Registry.MustRegister(ag.Collector())
+	stopMetrics, err := obs.Serve(ctx, cfg.MetricsAddr, log, cfg.Out)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	err = ag.Run(ctx)
 	// The dynos run on (the next start adopts them), so the firewall stays.
 	log.Info("agent stopped; its dynos keep running until the next start adopts them")

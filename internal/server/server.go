@@ -42,8 +42,9 @@ type Config struct {
 	DataDir  string // state, secrets, slugs and dyno layers
 	APIAddr  string // Platform API listen address
 	HTTPAddr string // router listen address
-	// MetricsAddr is where the router's Prometheus /metrics is served
-	// (apps own every path of the router's listeners); none when empty.
+	// MetricsAddr is where Prometheus /metrics is served: the API's,
+	// manifold's, agent's, platform's and router's metrics (metrics.go;
+	// apps own every path of the router's listeners); none when empty.
 	MetricsAddr string
 	// HTTPSAddr is the router's TLS listen address (HTTP/2 and HTTP/1.1);
 	// empty serves no HTTPS. The platform CA is made either way.
@@ -241,23 +242,28 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer drains.Close()
 	schedClock := schedulerClock(cfg.SchedulerTimeScale, cfg.SchedulerTimeStart)
+	obs := newServerObservability()
+	obs.Registry.MustRegister(PlatformCollector(st, 0, nil))
 	api := apiserver.New(apiserver.Config{
-		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, AdminKey: adminKey, Logger: log,
+		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, AdminKey: adminKey, Logger: log.With("role", "api"),
 		CACertPEM: platformTLS.CAPEM, Meter: meter, Drains: drains,
 		Rendezvous: rdv, RendezvousAddr: rdvAddr, SchedulerNow: schedClock.Now, Git: gitConfig(cfg, dataDir, apiLn.Addr().String(), log),
 	}, st, logs, newBuilder(cfg, st, logs, log, dataDir, rt))
 	defer api.Close()
 	rtr := router.New(router.Config{Domain: cfg.Domain, Logs: logs, Logger: log}, st)
-	mf := manifold.New(manifold.Config{Logger: log, LogSink: logs, BackoffScale: cfg.CrashBackoffScale}, st)
+	mf := manifold.New(manifold.Config{Logger: log, LogSink: logs, BackoffScale: cfg.CrashBackoffScale, Metrics: obs.Manifold}, st)
 	memoryMB := cfg.HostMemoryMB
 	if memoryMB <= 0 {
 		memoryMB = hostMemoryMB()
 	}
 	ag := agent.New(agent.Config{
 		HostID: hostID, Address: "127.0.0.1", DataDir: filepath.Join(dataDir, "agent"), Runtime: rt, Logs: logs,
-		Logger: log, MemoryMB: memoryMB, CPUs: goruntime.NumCPU(), UsageCheckpoint: cfg.UsageCheckpoint,
-		RendezvousRoots: platformTLS.CertPool(),
+		Logger: log.With("role", "agent"), MemoryMB: memoryMB, CPUs: goruntime.NumCPU(), UsageCheckpoint: cfg.UsageCheckpoint,
+		RendezvousRoots: platformTLS.CertPool(), Metrics: obs.Agent,
 	}, st)
+	if !cfg.NoAgent {
+		obs.Registry.MustRegister(ag.Collector())
+	}
 
 	// On a cluster the manifold and the log drains (which would send each
 	// line once per node) run on the lease holder only.
@@ -266,7 +272,7 @@ func Run(ctx context.Context, cfg Config) error {
 		leader = lease.New(lease.Config{Bucket: leases, Key: "manifold", Holder: hostID, TTL: cfg.Cluster.LeaseTTL, Logger: log})
 	}
 
-	apiSrv := &http.Server{Handler: withHealth(api.Handler(), hostID, cfg.Cluster.Name, leader), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	apiSrv := &http.Server{Handler: withHealth(api.Observe(api.Handler(), obs.API), hostID, cfg.Cluster.Name, leader), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// One constructor for both router listeners: header timeouts, size
 	// caps, HTTP/2 stream limits, connection accounting (H22).
 	httpSrv := router.NewHTTPServer(rtr, router.ServerConfig{Logger: log})
@@ -319,17 +325,10 @@ func Run(ctx context.Context, cfg Config) error {
 		httpsSrv.TLSConfig = tlsCerts.TLSConfig()
 		stopHTTPS = start("router https", serve(httpsSrv, httpsLn))
 	}
-	stopMetrics := func() {}
-	if cfg.MetricsAddr != "" {
-		metricsLn, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("listen for router metrics on %s: %w (use --metrics to pick another address)", cfg.MetricsAddr, err)
-		}
-		defer metricsLn.Close()
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", rtr.MetricsHandler())
-		stopMetrics = start("router metrics", serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, metricsLn))
-		fmt.Fprintf(cfg.Out, "  Metrics: http://%s/metrics\n", metricsLn.Addr())
+	obs.AddText(rtr.MetricsHandler()) // the router's own exposition, on the same /metrics
+	stopMetrics, err := obs.Serve(ctx, cfg.MetricsAddr, log, cfg.Out)
+	if err != nil {
+		return err
 	}
 	stopMeter := start("meter", meter.Run)
 	stopDrains := func() {}

@@ -14,9 +14,9 @@ import (
 // Attach opens the store the control plane made, for a host agent on
 // another machine (`dyno agent`): unlike Open it creates nothing and
 // changes no bucket's configuration (an agent does not know the control
-// plane's replicas). It waits, until ctx ends, for the buckets an agent
-// uses (assignments, statuses, hosts, one-offs, the usage stream, slugs);
-// the others are attached when they exist and left zero otherwise.
+// plane's replicas). It waits, until ctx ends, for the buckets agents and
+// routers use (the control plane makes them all when it starts), the usage
+// stream and the slugs.
 func Attach(ctx context.Context, nc *nats.Conn) (*Store, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -48,13 +48,13 @@ func Attach(ctx context.Context, nc *nats.Conn) (*Store, error) {
 		{"statuses", true, func(k jetstream.KeyValue) { s.Statuses = Bucket[model.DynoStatus]{k} }},
 		{"hosts", true, func(k jetstream.KeyValue) { s.Hosts = Bucket[model.Host]{k} }},
 		{"oneoffs", true, func(k jetstream.KeyValue) { s.OneOffs = Bucket[model.OneOff]{k} }},
-		{"apps", false, func(k jetstream.KeyValue) { s.Apps = Bucket[model.App]{k} }},
-		{"app-names", false, func(k jetstream.KeyValue) { s.AppNames = Bucket[model.AppName]{k} }},
-		{"releases", false, func(k jetstream.KeyValue) { s.Releases = Bucket[model.Release]{k} }},
-		{"formations", false, func(k jetstream.KeyValue) { s.Formations = Bucket[model.Formation]{k} }},
-		{"domains", false, func(k jetstream.KeyValue) { s.Domains = Bucket[model.Domain]{k} }},
-		{"certs", false, func(k jetstream.KeyValue) { s.Certs = Bucket[model.Certificate]{k} }},
-		{"host-settings", false, func(k jetstream.KeyValue) { s.HostSettings = Bucket[model.HostSettings]{k} }},
+		{"apps", true, func(k jetstream.KeyValue) { s.Apps = Bucket[model.App]{k} }},
+		{"app-names", true, func(k jetstream.KeyValue) { s.AppNames = Bucket[model.AppName]{k} }},
+		{"releases", true, func(k jetstream.KeyValue) { s.Releases = Bucket[model.Release]{k} }},
+		{"formations", true, func(k jetstream.KeyValue) { s.Formations = Bucket[model.Formation]{k} }},
+		{"domains", true, func(k jetstream.KeyValue) { s.Domains = Bucket[model.Domain]{k} }},
+		{"certs", true, func(k jetstream.KeyValue) { s.Certs = Bucket[model.Certificate]{k} }},
+		{"host-settings", true, func(k jetstream.KeyValue) { s.HostSettings = Bucket[model.HostSettings]{k} }},
 	} {
 		k, err := kv(b.name, b.required)
 		if err != nil {

@@ -1,0 +1,159 @@
+package router
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// readResponse reads a dyno's response head as http.ReadResponse does,
+// with a shortcut for the shape almost every dyno answers with: HTTP/1.1,
+// a final status with a reason phrase, a Content-Length, no
+// Transfer-Encoding, Trailer or Connection header, the whole head already
+// buffered, CRLF line ends. That shape is parsed with one string and one
+// map for the head and one allocation for the response and its body;
+// anything else, or anything the shortcut is not sure of, goes to Go's
+// parser, untouched, which decides as it always did.
+func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if resp := quickResponse(br, req); resp != nil {
+		return resp, nil
+	}
+	return http.ReadResponse(br, req)
+}
+
+// quickResponse parses the common shape, or returns nil having consumed
+// nothing.
+func quickResponse(br *bufio.Reader, req *http.Request) *http.Response {
+	if req.Method == http.MethodHead {
+		return nil
+	}
+	b, _ := br.Peek(br.Buffered())
+	n := headEnd(b, 0)
+	if n < 15 || string(b[:9]) != "HTTP/1.1 " || b[12] != ' ' {
+		return nil
+	}
+	code := 0
+	for _, c := range b[9:12] {
+		if c < '0' || c > '9' {
+			return nil
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 200 || !bodyAllowed(code) {
+		return nil
+	}
+	// Count the lines, to size the header map and the values' array.
+	lines := 0
+	for _, c := range b[:n] {
+		if c == '\n' {
+			lines++
+		}
+	}
+	head := string(b[9:n]) // every string of the response points into it
+	eol := strings.Index(head, "\r\n")
+	if eol <= 4 || head[4] == ' ' {
+		return nil // no reason phrase, or a bare LF
+	}
+	status := head[:eol]
+	if !validHeaderValue(status) {
+		return nil // a bare LF or another control byte: Go's parser decides
+	}
+	h := make(http.Header, lines)
+	vals := make([]string, 0, lines)
+	length := int64(-1)
+	for rest := head[eol+2:]; rest != "\r\n"; {
+		eol = strings.Index(rest, "\r\n")
+		if eol <= 0 {
+			return nil
+		}
+		line := rest[:eol]
+		rest = rest[eol+2:]
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 {
+			return nil
+		}
+		k, v := line[:colon], strings.Trim(line[colon+1:], " \t")
+		if !validHeaderName(k) || !validHeaderValue(v) {
+			return nil
+		}
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		switch k {
+		case "Transfer-Encoding", "Trailer", "Connection":
+			return nil
+		case "Content-Length":
+			if length >= 0 {
+				return nil
+			}
+			if length = parseLength(v); length < 0 {
+				return nil
+			}
+		}
+		vals = append(vals, v)
+		if prior, ok := h[k]; ok {
+			h[k] = append(prior, v)
+		} else {
+			h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
+	}
+	if length < 0 {
+		return nil
+	}
+	br.Discard(n)
+	q := &quickResp{body: lengthBody{br: br, n: length}}
+	q.resp = http.Response{
+		Status: status, StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, ContentLength: length, Request: req, Body: &q.body,
+	}
+	return &q.resp
+}
+
+// parseLength parses a Content-Length value as Go's parser accepts it:
+// digits only, within int64; -1 otherwise.
+func parseLength(v string) int64 {
+	if v == "" || len(v) > 18 {
+		return -1
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return -1
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n
+}
+
+// quickResp is a response and its body in one allocation.
+type quickResp struct {
+	resp http.Response
+	body lengthBody
+}
+
+// lengthBody is a body of n bytes from br, as Go's parser frames it: EOF
+// after them, io.ErrUnexpectedEOF when the dyno closes before.
+type lengthBody struct {
+	br *bufio.Reader
+	n  int64
+}
+
+func (b *lengthBody) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.br.Read(p)
+	b.n -= int64(n)
+	switch {
+	case b.n == 0:
+		return n, io.EOF
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *lengthBody) Close() error { return nil }

@@ -17,22 +17,22 @@ import (
 )
 
 type releaseJSON struct {
-	ID          string    `json:"id"`
-	Version     int       `json:"version"`
-	Description string    `json:"description"`
-	Status      string    `json:"status"`
-	Current     bool      `json:"current"`
-	User        userRef   `json:"user"`
-	Slug        *idRef    `json:"slug"`
-	App         ref       `json:"app"`
+	ID          string  `json:"id"`
+	Version     int     `json:"version"`
+	Description string  `json:"description"`
+	Status      string  `json:"status"`
+	Current     bool    `json:"current"`
+	User        userRef `json:"user"`
+	Slug        *idRef  `json:"slug"`
+	App         ref     `json:"app"`
 	// Heroku's: Dyno has no add-ons, and the release phase's output goes
 	// to the app's logs, not to a stream of its own.
 	AddonPlanNames      []string       `json:"addon_plan_names"`
 	Artifacts           []artifactJSON `json:"artifacts"`
 	EligibleForRollback bool           `json:"eligible_for_rollback"`
 	OutputStreamURL     *string        `json:"output_stream_url"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	CreatedAt           time.Time      `json:"created_at"`
+	UpdatedAt           time.Time      `json:"updated_at"`
 }
 
 type idRef struct {

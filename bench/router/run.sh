@@ -28,6 +28,7 @@
 #
 # Run as root from anywhere: bash bench/router/run.sh
 # (MODES="paced" ONLY="direct|dyno|nginx" PROFILE=0 narrows a run;
+# DYNOROUTER_BIN=path measures a prebuilt dynorouter instead of this tree's;
 # ROUTER_PROCS=1 gives the Dyno router GOMAXPROCS=1, the one worker
 # nginx and HAProxy get here, when PIN=0 would let it use every CPU.)
 # Only 127.0.0.1 is used; everything started is stopped on exit.
@@ -76,7 +77,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v wrk2 >/dev/null && echo "note: wrk2 is installed but this script uses wrk's paced mode for the moderate-load runs"
 go build -o "$TMP/backend" ./bench/router/backend
-go build -o "$TMP/dynorouter" ./bench/router/dynorouter
+if [ -n "${DYNOROUTER_BIN:-}" ]; then # a prebuilt router, to compare two builds
+  cp "$DYNOROUTER_BIN" "$TMP/dynorouter"
+else
+  go build -o "$TMP/dynorouter" ./bench/router/dynorouter
+fi
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj "/CN=benchapp.localhost" -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null

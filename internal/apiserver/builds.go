@@ -105,6 +105,7 @@ type buildRun struct {
 
 	// guarded by Server.mu
 	status    string
+	failure   error // why a failed build failed
 	release   *relRef
 	slug      *idRef
 	source    json.RawMessage
@@ -214,7 +215,7 @@ func (s *Server) runBuild(app model.App, b *buildRun, sourceID string) {
 		b.release, b.slug = &relRef{ID: rel.ID, Version: rel.Version}, &idRef{ID: slug.ID}
 	}
 	if err != nil {
-		b.status = "failed"
+		b.status, b.failure = "failed", err
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -247,7 +248,14 @@ func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID
 		return nil, nil, slug, err
 	}
 	slug = res.Slug
+	// Heroku names a deploy by its commit; without one, by the slug.
 	short := strings.TrimPrefix(slug.Checksum, "SHA256:")
+	var blob struct {
+		Version string `json:"version"`
+	}
+	if json.Unmarshal(b.source, &blob) == nil && blob.Version != "" {
+		short = blob.Version
+	}
 	short = short[:min(8, len(short))]
 	// The release running now is what a deploy that fails to come up
 	// returns to.

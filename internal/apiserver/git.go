@@ -151,13 +151,17 @@ func (p gitPlatform) Deploy(ctx context.Context, appName, user, commit string, t
 		<-wait
 	}
 	s.mu.Lock()
-	status, rel := b.status, b.release
+	status, rel, failure := b.status, b.release, b.failure
 	s.mu.Unlock()
 	switch {
 	case status == "succeeded" && rel != nil:
 		return rel.Version, nil
+	case rel != nil && errors.Is(failure, errReleasePhase):
+		return 0, fmt.Errorf("v%d failed its release phase; the app stays on the release it runs", rel.Version)
+	case rel != nil && errors.Is(failure, ErrDeployRolledBack):
+		return 0, fmt.Errorf("v%d did not come up and was rolled back", rel.Version)
 	case rel != nil:
-		return 0, fmt.Errorf("release v%d did not come up and was rolled back", rel.Version)
+		return 0, fmt.Errorf("v%d: %v", rel.Version, failure)
 	}
 	return 0, errors.New("the build failed")
 }

@@ -79,6 +79,10 @@ func TestReleasePhase(t *testing.T) {
 		t.Errorf("v2 = %+v, want failed and not current", v2)
 	}
 
+	if status, body := e.call("POST", "/apps/phased/releases", map[string]string{"release": "2"}); status != 422 || !strings.Contains(string(body), "never ran") {
+		t.Errorf("rollback to the failed v2: %d %s; want 422", status, body)
+	}
+
 	// A config change builds on v1, not on the failed v2, and goes live
 	// once its own release phase passed.
 	e.must(200, "PATCH", "/apps/phased/config-vars", map[string]any{"A": "1"}, nil)

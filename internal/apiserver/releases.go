@@ -350,6 +350,9 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
 	if target.Slug == nil {
 		return invalid("v%d has no slug (it was made before the first deploy): roll back to a release that runs code.", target.Version)
 	}
+	if target.Status == "failed" {
+		return invalid("v%d failed its release phase and never ran: roll back to a release that ran.", target.Version)
+	}
 	desc := fmt.Sprintf("Rollback to v%d", target.Version)
 	if body.Description != nil && *body.Description != "" {
 		desc = *body.Description

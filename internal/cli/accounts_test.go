@@ -40,8 +40,11 @@ func TestPasswordLoginAndLogout(t *testing.T) {
 		name    string
 		stdin   string
 		args    []string
+		envURL  bool // DYNO_API_URL set instead of --api-url
 		wantErr string
 	}{
+		{name: "password on stdin, URL from the environment", stdin: "s3cret pw\n", envURL: true,
+			args: []string{"login", "--email", "alice@example.com", "--password-stdin"}},
 		{name: "prompts", stdin: api.URL + "\nalice@example.com\ns3cret pw\n", args: []string{"login"}},
 		{name: "flags", stdin: "s3cret pw\n", args: []string{"login", "--api-url", api.URL, "--email", "alice@example.com", "--password-stdin"}},
 		{name: "wrong password", stdin: "guess\n", args: []string{"login", "--api-url", api.URL, "--email", "alice@example.com", "--password-stdin"},
@@ -53,6 +56,9 @@ func TestPasswordLoginAndLogout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			home := t.TempDir()
 			env := map[string]string{"HOME": home, "DYNO_API_KEY": "", "DYNO_API_URL": "", "STDIN": tc.stdin}
+			if tc.envURL {
+				env["DYNO_API_URL"] = api.URL
+			}
 			r := run(t, nil, env, tc.args...)
 			path := filepath.Join(home, ".config", "dyno", "credentials")
 			if tc.wantErr != "" {

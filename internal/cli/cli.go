@@ -113,6 +113,7 @@ func (s *session) rootCommand() *cobra.Command {
 	root.AddCommand(s.buildpacksCommands()...)
 	root.AddCommand(s.hostsCommands()...)
 	root.AddCommand(s.accountCommands()...)
+	root.AddCommand(platformCommands()...) // help entries only: see platformhelp.go
 	root.AddCommand(
 		s.appsCommand(), s.appsCreateCommand(), s.appsInfoCommand(), s.appsDestroyCommand(),
 		s.deployCommand(), s.gitRemoteCommand(), s.gitCloneCommand(), s.gitCredentialsCommand(),
@@ -205,7 +206,8 @@ func appFlag(cmd *cobra.Command) *string {
 	return &app
 }
 
-// appName is the app from -a/--app, else DYNO_APP.
+// appName is the app from -a/--app, else DYNO_APP, else the app of the
+// current directory's git remote.
 func (s *session) appName(flag string) (string, error) {
 	if flag != "" {
 		return flag, nil
@@ -213,7 +215,10 @@ func (s *session) appName(flag string) (string, error) {
 	if app := s.env("DYNO_APP"); app != "" {
 		return app, nil
 	}
-	return "", errors.New("no app given: use -a APP or set DYNO_APP")
+	if app, err := s.gitApp(); app != "" || err != nil { // see gitapp.go
+		return app, err
+	}
+	return "", errors.New("no app given: use -a APP or set DYNO_APP, or run it inside a git repository with a dyno remote")
 }
 
 // target resolves the app and builds the client, the start of most commands.

@@ -35,8 +35,8 @@ func TestErrors(t *testing.T) {
 	}{
 		{name: "API error message", args: []string{"ps", "-a", "nope"}, wantStderr: "Error: Couldn't find that app.\n"},
 		{name: "not JSON", args: []string{"config", "-a", "hello"}, wantStderr: "Error: GET /apps/hello/config-vars answered 502 Bad Gateway: upstream exploded\n"},
-		{name: "no app", args: []string{"ps"}, wantStderr: "Error: no app given: use -a APP or set DYNO_APP\n"},
-		{name: "no app for deploy", args: []string{"deploy", "."}, wantStderr: "Error: no app given: use -a APP or set DYNO_APP\n"},
+		{name: "no app", args: []string{"ps"}, wantStderr: "Error: no app given: use -a APP or set DYNO_APP, or run it inside a git repository with a dyno remote\n"},
+		{name: "no app for deploy", args: []string{"deploy", "."}, wantStderr: "Error: no app given: use -a APP or set DYNO_APP, or run it inside a git repository with a dyno remote\n"},
 		{name: "unreachable", env: map[string]string{"DYNO_API_URL": dead}, args: []string{"apps"},
 			wantStderr: "Error: cannot reach the Dyno API at " + dead + ": is `dyno server` running?\n"},
 		{name: "unauthorized without key", env: map[string]string{"DYNO_API_KEY": ""}, args: []string{"apps"},

@@ -44,6 +44,10 @@ func (s *session) configCommand() *cobra.Command {
 			}
 			return nil
 		}
+		if len(vars) == 0 {
+			fmt.Fprintf(s.stdout, "%s has no config vars.\n", name)
+			return nil
+		}
 		fmt.Fprintf(s.stdout, "=== %s Config Vars\n", name)
 		styledObject(s.stdout, vars)
 		return nil

@@ -96,3 +96,14 @@ func TestConfigRequests(t *testing.T) {
 		t.Errorf("releases Range %q", got)
 	}
 }
+
+// TestConfigEmpty: an app without config vars says so, as heroku's does.
+func TestConfigEmpty(t *testing.T) {
+	api := newFakeAPI(t)
+	api.handle("GET /apps/{app}/config-vars", http.StatusOK, map[string]string{})
+	r := run(t, api, nil, "config", "-a", "hello")
+	wantOK(t, r)
+	if want := "hello has no config vars.\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+}

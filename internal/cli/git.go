@@ -42,8 +42,13 @@ func (s *session) gitRemoteCommand() *cobra.Command {
 		if !s.inGitWorkTree(cmd.Context()) {
 			return errors.New("not inside a git repository: run `git init` first, or `dyno git:clone -a " + a.Name + "`")
 		}
+		was, existed := s.remoteURL(cmd.Context(), remote)
 		if err := s.setGitRemote(cmd.Context(), remote, a.GitURL); err != nil {
 			return err
+		}
+		if existed && was != a.GitURL {
+			fmt.Fprintf(s.stdout, "updated git remote %s to %s (was %s)\n", remote, a.GitURL, was)
+			return nil
 		}
 		fmt.Fprintf(s.stdout, "set git remote %s to %s\n", remote, a.GitURL)
 		return nil
@@ -224,14 +229,34 @@ func urlBase(raw string) string {
 }
 
 // addCreatedRemote adds a new app's remote when apps:create runs in a git
-// repository, as heroku's does.
+// repository, as heroku's does. It never repoints an existing remote: the
+// work tree may be an unrelated parent repository whose remote belongs to
+// another app (git:remote repoints on request).
 func (s *session) addCreatedRemote(ctx context.Context, remote, gitURL string) error {
 	if remote == "" || gitURL == "" || !s.inGitWorkTree(ctx) {
+		return nil
+	}
+	was, existed := s.remoteURL(ctx, remote)
+	if existed && was != gitURL {
+		name, _ := appOfGitURL(gitURL)
+		fmt.Fprintf(s.stderr, "Git remote %s already points to %s: run dyno git:remote -a %s to point it here\n", remote, was, name)
 		return nil
 	}
 	if err := s.setGitRemote(ctx, remote, gitURL); err != nil {
 		return fmt.Errorf("the app was created, but adding its git remote failed: %w", err)
 	}
-	fmt.Fprintf(s.stderr, "Git remote %s added\n", remote)
+	if !existed {
+		fmt.Fprintf(s.stderr, "Git remote %s added\n", remote)
+	}
 	return nil
+}
+
+// remoteURL is the URL of the named remote of the current repository, and
+// whether that remote exists.
+func (s *session) remoteURL(ctx context.Context, remote string) (string, bool) {
+	out, err := s.git(ctx, false, "remote", "get-url", remote)
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSpace(out), true
 }

@@ -57,8 +57,35 @@ func TestGitRemote(t *testing.T) {
 		})
 	}
 
+	// A repository whose dyno remote is another app's (an unrelated parent
+	// repository, say): apps:create leaves it and says how to repoint it;
+	// git:remote repoints it and says so.
+	const other = "http://127.0.0.1:5000/other.git"
+	parent := t.TempDir()
+	for _, args := range [][]string{{"init", "--quiet", parent}, {"-C", parent, "remote", "add", "dyno", other}} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	r := run(t, api, map[string]string{"DIR": parent}, "apps:create", "hello")
+	wantOK(t, r)
+	if want := "Creating hello... done\nGit remote dyno already points to " + other + ": run dyno git:remote -a hello to point it here\n"; r.stderr != want {
+		t.Errorf("apps:create with another dyno remote: stderr %q\nwant %q", r.stderr, want)
+	}
+	if got := gitConfig(t, parent, "--get", "remote.dyno.url"); got != other {
+		t.Errorf("apps:create repointed the dyno remote to %q", got)
+	}
+	r = run(t, api, map[string]string{"DIR": parent}, "git:remote", "-a", "hello")
+	wantOK(t, r)
+	if want := "updated git remote dyno to " + gitURL + " (was " + other + ")\n"; r.stdout != want {
+		t.Errorf("git:remote over another remote: stdout %q\nwant %q", r.stdout, want)
+	}
+	if got := gitConfig(t, parent, "--get", "remote.dyno.url"); got != gitURL {
+		t.Errorf("git:remote left the dyno remote at %q", got)
+	}
+
 	// Outside a repository: git:remote says what to do; apps:create adds none.
-	r := run(t, api, nil, "git:remote", "-a", "hello")
+	r = run(t, api, nil, "git:remote", "-a", "hello")
 	if r.code == 0 || !strings.Contains(r.stderr, "not inside a git repository") {
 		t.Errorf("git:remote outside a repository: %+v", r)
 	}

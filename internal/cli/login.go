@@ -117,9 +117,14 @@ func (s *session) loginCommand() *cobra.Command {
 				if def == "" {
 					def = DefaultAPIURL
 				}
-				answer, err := s.prompt(in, fmt.Sprintf("Dyno API URL [%s]: ", def))
-				if err != nil {
-					return err
+				// With the password on stdin, stdin holds nothing else: the
+				// URL comes from the flag, the environment or the default.
+				answer := ""
+				if !passwordStdin && apiKey == "" {
+					var err error
+					if answer, err = s.prompt(in, fmt.Sprintf("Dyno API URL [%s]: ", def)); err != nil {
+						return err
+					}
 				}
 				apiURL = answer
 				if apiURL == "" {
@@ -195,6 +200,10 @@ func (s *session) logoutCommand() *cobra.Command {
 			path, err := s.credentialsPath()
 			if err != nil {
 				return err
+			}
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				fmt.Fprintln(s.stdout, "Not logged in.")
+				return nil
 			}
 			if creds, err := s.loadCredentials(); err == nil && creds.AuthorizationID != "" {
 				// A key the login made is the login's to end; one given

@@ -16,10 +16,13 @@ import (
 )
 
 func (s *session) psCommand() *cobra.Command {
-	var asJSON bool
+	var asJSON, all bool
 	cmd := &cobra.Command{
 		Use:   "ps [TYPE...]",
 		Short: "list an app's dynos, grouped by process type",
+		Long: "ps lists an app's dynos, grouped by process type. One-off dynos (dyno run, the scheduler,\n" +
+			"the release phase) that have ended stay known for a few minutes with their exit status:\n" +
+			"--all lists them too.",
 	}
 	app := appFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, types []string) error {
@@ -33,6 +36,12 @@ func (s *session) psCommand() *cobra.Command {
 		dynos, err := c.Dynos(cmd.Context(), name)
 		if err != nil {
 			return err
+		}
+		hidden := 0
+		if !all {
+			n := len(dynos)
+			dynos = withoutEndedOneOffs(dynos)
+			hidden = n - len(dynos)
 		}
 		if len(types) > 0 {
 			keep := dynos[:0]
@@ -49,6 +58,10 @@ func (s *session) psCommand() *cobra.Command {
 			fmt.Fprintf(s.stdout, "%s\n\n", line)
 		}
 		if len(dynos) == 0 {
+			if hidden > 0 && len(types) == 0 {
+				fmt.Fprintf(s.stdout, "No dynos on %s (%d ended one-off dynos: `dyno ps --all` lists them)\n", name, hidden)
+				return nil
+			}
 			fmt.Fprintf(s.stdout, "No dynos on %s\n", name)
 			return nil
 		}
@@ -56,7 +69,25 @@ func (s *session) psCommand() *cobra.Command {
 		return nil
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	cmd.Flags().BoolVar(&all, "all", false, "also list one-off dynos that have ended")
 	return cmd
+}
+
+// endedOneOff reports whether d is a one-off whose process is over (it is
+// kept a while for its exit status), as model.OneOffEnded says.
+func endedOneOff(d client.Dyno) bool {
+	return isOneOff(d) && (d.State == "crashed" || (d.State == "down" && d.ExitStatus != nil))
+}
+
+// withoutEndedOneOffs drops the one-offs that have ended from dynos.
+func withoutEndedOneOffs(dynos []client.Dyno) []client.Dyno {
+	keep := make([]client.Dyno, 0, len(dynos))
+	for _, d := range dynos {
+		if !endedOneOff(d) {
+			keep = append(keep, d)
+		}
+	}
+	return keep
 }
 
 // pendingNote is what ps adds to the line of a dyno that waits for a host.
@@ -124,7 +155,11 @@ func (s *session) printDynos(dynos []client.Dyno) {
 		sep()
 		fmt.Fprintf(s.stdout, "=== run: one-off processes (%d)\n", len(oneOff))
 		for _, d := range oneOff {
-			fmt.Fprintf(s.stdout, "%s (%s): %s %s: %s%s\n", d.Name, d.Size, d.State, s.when(d.UpdatedAt), d.Command, pendingNote(d))
+			note := pendingNote(d)
+			if d.ExitStatus != nil && (d.State == "crashed" || d.State == "down") {
+				note += fmt.Sprintf(" (exit status %d)", *d.ExitStatus)
+			}
+			fmt.Fprintf(s.stdout, "%s (%s): %s %s: %s%s\n", d.Name, d.Size, d.State, s.when(d.UpdatedAt), d.Command, note)
 		}
 	}
 	for _, g := range groups {

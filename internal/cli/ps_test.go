@@ -336,3 +336,59 @@ web.2: up 2026/11/26 14:00:00 +0000 (~ 5s ago)
 		t.Errorf("ps printed\n%s\nwant\n%s", r.stdout, want)
 	}
 }
+
+// TestPsEndedOneOffs: one-offs that ended are kept a while for their exit
+// status; ps hides them unless --all.
+func TestPsEndedOneOffs(t *testing.T) {
+	ended := func(name, state string, exit int) map[string]any {
+		d := dynoJSON(name, state, 2)
+		d["command"] = "rake db:migrate"
+		d["exit_status"] = exit
+		return d
+	}
+	running := dynoJSON("run.1", "up", 2)
+	running["command"] = "bash"
+	stopping := dynoJSON("run.5", "down", 2) // no exit status yet: still ending
+	stopping["command"] = "bash"
+	crashedWeb := dynoJSON("web.1", "crashed", 2)
+	crashedWeb["exit_status"] = 1
+	all := []any{running, ended("run.2", "down", 0), ended("scheduler.3", "crashed", 1), ended("release.4", "down", 0), stopping, crashedWeb}
+
+	tests := []struct {
+		name  string
+		dynos []any
+		args  []string
+		want  string
+	}{
+		{name: "hidden by default", dynos: all, args: nil, want: `=== run: one-off processes (2)
+run.1 (standard-1X): up 2026/11/26 14:00:00 +0000 (~ 5s ago): bash
+run.5 (standard-1X): down 2026/11/26 14:00:00 +0000 (~ 5s ago): bash
+
+=== web (standard-1X): python3 app.py (1)
+web.1: crashed 2026/11/26 14:00:00 +0000 (~ 5s ago)
+`},
+		{name: "--all lists them with their exit status", dynos: all, args: []string{"--all"}, want: `=== run: one-off processes (5)
+release.4 (standard-1X): down 2026/11/26 14:00:00 +0000 (~ 5s ago): rake db:migrate (exit status 0)
+run.1 (standard-1X): up 2026/11/26 14:00:00 +0000 (~ 5s ago): bash
+run.2 (standard-1X): down 2026/11/26 14:00:00 +0000 (~ 5s ago): rake db:migrate (exit status 0)
+run.5 (standard-1X): down 2026/11/26 14:00:00 +0000 (~ 5s ago): bash
+scheduler.3 (standard-1X): crashed 2026/11/26 14:00:00 +0000 (~ 5s ago): rake db:migrate (exit status 1)
+
+=== web (standard-1X): python3 app.py (1)
+web.1: crashed 2026/11/26 14:00:00 +0000 (~ 5s ago)
+`},
+		{name: "only ended ones", dynos: []any{ended("run.2", "down", 0)}, args: nil,
+			want: "No dynos on hello (1 ended one-off dynos: `dyno ps --all` lists them)\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeAPI(t)
+			api.handle("GET /apps/{app}/dynos", http.StatusOK, tc.dynos)
+			r := run(t, api, nil, append([]string{"ps", "-a", "hello"}, tc.args...)...)
+			wantOK(t, r)
+			if r.stdout != tc.want {
+				t.Errorf("ps printed\n%s\nwant\n%s", r.stdout, tc.want)
+			}
+		})
+	}
+}

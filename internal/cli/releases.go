@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -180,6 +181,23 @@ func (s *session) rollbackCommand() *cobra.Command {
 		if err != nil {
 			fmt.Fprintln(s.stderr, "failed")
 			return err
+		}
+		if rel.Status == "pending" { // its release phase runs first
+			fmt.Fprintf(s.stderr, "v%d, running the release phase... ", rel.Version)
+			for rel.Status == "pending" {
+				select {
+				case <-cmd.Context().Done():
+					return cmd.Context().Err()
+				case <-time.After(500 * time.Millisecond):
+				}
+				if rel, err = c.Release(cmd.Context(), name, fmt.Sprint(rel.Version)); err != nil {
+					return err
+				}
+			}
+			if rel.Status == "failed" {
+				fmt.Fprintln(s.stderr, "failed")
+				return fmt.Errorf("v%d failed its release phase and %s stays on the release it runs: see dyno logs -a %s --dyno release", rel.Version, name, name)
+			}
 		}
 		fmt.Fprintf(s.stderr, "done, v%d\n", rel.Version)
 		fmt.Fprintln(s.stderr, " ▸    Rollback affects code and config vars; it doesn't add or remove process types' scale.")

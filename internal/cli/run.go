@@ -58,20 +58,20 @@ func parseEnv(values []string) (map[string]string, error) {
 	return env, nil
 }
 
-// commandLine joins the arguments into the command the dyno's shell runs,
-// as Heroku's CLI does: a lone argument as it is (dyno run 'echo $HOME'),
-// of several those with a space or a double quote in double quotes (dyno
-// run -- sh -c 'exit 3' runs sh -c "exit 3"), so $VARS expand remotely.
+// commandLine joins the arguments into the command the dyno's shell runs.
+// A lone argument is the command line as it is (dyno run 'echo $PORT'
+// expands $PORT in the dyno). Several keep the boundaries and the meaning
+// they had in the local shell: each one that needs it is single-quoted, so
+// dyno run -- sh -c 'x=5; echo "x=$x"' runs exactly that. (Heroku's CLI
+// double-quotes instead, which breaks on apostrophes and on $ meant for an
+// inner shell.)
 func commandLine(args []string) string {
 	if len(args) == 1 {
 		return args[0]
 	}
 	quoted := make([]string, len(args))
 	for i, a := range args {
-		if strings.ContainsAny(a, " \"") {
-			a = `"` + strings.ReplaceAll(a, `"`, `\"`) + `"`
-		}
-		quoted[i] = a
+		quoted[i] = shellQuote(a)
 	}
 	return strings.Join(quoted, " ")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -81,7 +80,7 @@ func (s *session) schedulerAddCommand() *cobra.Command {
 	cmd.Flags().StringVarP(&job.Size, "size", "s", "", "the dyno size of each run (see GET /dyno-sizes)")
 	cmd.Flags().BoolVar(&job.AllowOverlap, "allow-overlap", false, "start a run even while the previous one still runs")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		job.Command = strings.Join(args, " ")
+		job.Command = commandLine(args)
 		if job.Every == "" && job.Cron == "" {
 			return errors.New("no schedule given: add --every 10m|1h|1d [--at HH:MM] or --cron \"EXPR\" before the command")
 		}

@@ -93,17 +93,19 @@ func (m *Manifold) hostStates(v *view, now time.Time, s *State) time.Time {
 type HostInfo struct {
 	model.Host
 	ReservedMB, FreeMB int
-	Dynos              int    // assignments on it, one-offs included
+	Dynos              int    // assignments on it, running one-offs included, ended ones not
 	State              string // model.HostLive, HostLost, HostDraining, HostDrained
 	HeartbeatAge       time.Duration
 }
 
 // DescribeHosts reports every registered host at now, sorted by ID:
 // memory reserved as placement counts it (every dyno on the host but the
-// crashed ones), and the state: lost once its heartbeat is older than ttl,
-// else draining while a drain is asked and a dyno remains, drained once
-// none does, live otherwise. A drained host's one-offs count: it is drained
-// when nothing runs there any more.
+// crashed ones), the dynos on it (but one-offs that ended, which stay
+// listed a while only for their exit status), and the state: lost once
+// its heartbeat is older than ttl, else draining while a drain is asked
+// and a dyno remains, drained once none does, live otherwise. A drained
+// host's running one-offs count: it is drained when nothing runs there
+// any more.
 func DescribeHosts(hosts []model.Host, settings map[string]model.HostSettings, assigns []model.Assignment,
 	statuses map[string]model.DynoStatus, now time.Time, ttl time.Duration) []HostInfo {
 	if ttl <= 0 {
@@ -120,9 +122,12 @@ func DescribeHosts(hosts []model.Host, settings map[string]model.HostSettings, a
 		if !ok {
 			continue
 		}
-		h.Dynos++
 		st := statuses[a.ID]
-		if st.State != model.StateCrashed && !(a.OneOff && model.OneOffEnded(st)) {
+		if a.OneOff && model.OneOffEnded(st) {
+			continue // kept a while for its exit status, but nothing runs
+		}
+		h.Dynos++
+		if st.State != model.StateCrashed {
 			h.ReservedMB += memoryMB(a.Size)
 		}
 	}

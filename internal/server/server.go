@@ -354,8 +354,8 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 	}
 
-	fmt.Fprintf(cfg.Out, "Dyno is running.\n  API:     %s\n  API key: %s (DYNO_API_KEY)\n  Apps:    http://<app>.%s:%s/\n",
-		publicURL, filepath.Join(dataDir, "admin-api-key"), cfg.Domain, httpPort)
+	fmt.Fprintf(cfg.Out, "Dyno is running.\n  API:     %s\n  API key: %s (DYNO_API_KEY)\n  Web:     %s/dashboard/\n  Apps:    http://<app>.%s:%s/\n",
+		publicURL, filepath.Join(dataDir, "admin-api-key"), publicURL, cfg.Domain, httpPort)
 	if httpsPort != "" {
 		fmt.Fprintf(cfg.Out, "  HTTPS:   https://<app>.%s:%s/\n", cfg.Domain, httpsPort)
 	}

@@ -32,7 +32,8 @@ export async function appView(el, name) {
     h("h1", { tabindex: "-1" }, app.name),
     h("p", {}, url ? h("a", { href: url, rel: "noopener noreferrer" }, url) : null,
       app.owner ? h("span", { class: "muted" }, ` · owner ${app.owner.email}`) : null),
-    h("div", { class: "grid" }, sections.dynos, sections.scale),
+    sections.dynos, // full width: its table has six columns and long commands
+    sections.scale,
     sections.logs,
     h("div", { class: "grid" }, sections.releases, sections.config),
     sections.usage);
@@ -54,40 +55,63 @@ export async function appView(el, name) {
   };
 }
 
+// ONE_OFF_TYPES are the process types of one-off dynos: `dyno run`, the
+// scheduler and the release phase.
+const ONE_OFF_TYPES = new Set(["run", "scheduler", "release"]);
+
+// endedOneOff tells a one-off whose process is over (kept a few minutes
+// for its exit status, as `dyno ps --all` shows) from a live dyno.
+function endedOneOff(d) {
+  return ONE_OFF_TYPES.has(d.type) && (d.state === "crashed" || (d.state === "down" && d.exit_status != null));
+}
+
 // dynos shows the app's dynos and polls them until the returned function
-// is called; the poll pauses while the tab is hidden.
+// is called; the poll pauses while the tab is hidden. One-offs that ended
+// are left out of the summary and, unless the toggle asks, the table.
 function dynos(el, ctx) {
   const status = h("p", { class: "muted" }, "Loading…");
-  const table = h("div");
-  replace(el, h("h2", { id: "dynos-title" }, "Dynos"), status, table);
+  const table = h("div", { class: "table-scroll" });
+  const showEnded = h("input", { id: "dynos-show-ended", type: "checkbox" });
+  const toggle = h("p", { hidden: true }, h("label", { for: showEnded.id, class: "check" }, showEnded, h("span", {}, "Show finished one-offs")));
+  replace(el, h("h2", { id: "dynos-title" }, "Dynos"), status, toggle, table);
   let timer = null;
   let busy = false; // a request is out: one poll loop at a time
   let last = "";
+  let list = [];
+  const draw = () => {
+    const live = list.filter((d) => !endedOneOff(d));
+    const ended = list.length - live.length;
+    const counts = {};
+    for (const d of live) counts[d.state] = (counts[d.state] || 0) + 1;
+    const summary = (live.length === 0 ? "No dynos running."
+      : `${live.length} dyno${live.length === 1 ? "" : "s"}: ` + Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ") + ".")
+      + (ended === 0 ? "" : ` ${ended} finished one-off${ended === 1 ? "" : "s"}.`);
+    status.textContent = summary;
+    if (summary !== last) announce(summary);
+    last = summary;
+    toggle.hidden = ended === 0;
+    const shown = showEnded.checked ? list : live;
+    replace(table, shown.length === 0 ? null : h("table", { class: "dynos" },
+      h("caption", { class: "visually-hidden" }, "Dynos and their states"),
+      h("thead", {}, h("tr", {}, ["Dyno", "State", "Size", "Release", "Command", "Since"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, shown.map((d) => h("tr", { "data-dyno": d.name },
+        h("th", { scope: "row" }, d.name),
+        h("td", {}, h("span", { class: "state state-" + d.state }, d.state),
+          d.pending_reason ? h("span", { class: "muted" }, " (" + d.pending_reason + ")") : null,
+          d.exit_status != null ? h("span", { class: "muted" }, ` (exit ${d.exit_status})`) : null),
+        h("td", {}, d.size),
+        h("td", {}, d.release ? "v" + d.release.version : ""),
+        h("td", {}, h("code", {}, d.command)),
+        h("td", {}, when(d.updated_at)))))));
+  };
+  showEnded.addEventListener("change", draw);
   const tick = async () => {
     timer = null;
     busy = true;
     try {
-      const list = await api.get(api.app(ctx.name, "/dynos"), { signal: ctx.signal });
+      list = await api.get(api.app(ctx.name, "/dynos"), { signal: ctx.signal });
       list.sort((a, b) => a.type.localeCompare(b.type) || a.name.localeCompare(b.name, undefined, { numeric: true }));
-      const counts = {};
-      for (const d of list) counts[d.state] = (counts[d.state] || 0) + 1;
-      const summary = list.length === 0 ? "No dynos running."
-        : `${list.length} dyno${list.length === 1 ? "" : "s"}: ` + Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ") + ".";
-      status.textContent = summary;
-      if (summary !== last) announce(summary);
-      last = summary;
-      replace(table, list.length === 0 ? null : h("table", {},
-        h("caption", { class: "visually-hidden" }, "Dynos and their states"),
-        h("thead", {}, h("tr", {}, ["Dyno", "State", "Size", "Release", "Command", "Since"].map((t) => h("th", { scope: "col" }, t)))),
-        h("tbody", {}, list.map((d) => h("tr", { "data-dyno": d.name },
-          h("th", { scope: "row" }, d.name),
-          h("td", {}, h("span", { class: "state state-" + d.state }, d.state),
-            d.pending_reason ? h("span", { class: "muted" }, " (" + d.pending_reason + ")") : null,
-            d.exit_status != null ? h("span", { class: "muted" }, ` (exit ${d.exit_status})`) : null),
-          h("td", {}, d.size),
-          h("td", {}, d.release ? "v" + d.release.version : ""),
-          h("td", {}, h("code", {}, d.command)),
-          h("td", {}, when(d.updated_at)))))));
+      draw();
     } catch (e) {
       if (e.name === "AbortError") return;
       status.textContent = errorText(e);

@@ -137,18 +137,24 @@ func TestRunOneOffs(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 			t.Fatalf("dyno run -- sh -c 'exit 3': %v, want exit 3\n%s", err, stderr)
 		}
-		if !regexp.MustCompile("Running `sh -c \"exit 3\"` on ⬢ oneoffs\\.\\.\\. up, run\\.\\d+").MatchString(stderr) {
+		if !regexp.MustCompile("Running `sh -c 'exit 3'` on ⬢ oneoffs\\.\\.\\. up, run\\.\\d+").MatchString(stderr) {
 			t.Errorf("stderr %q", stderr)
 		}
-		// A Procfile type runs its command; -e adds variables.
-		out, stderr, err := p.CLI("run", "-a", app, "-e", "A=1;B=2", "-e", "C=3", "worker", "$A$B$C")
+		// A Procfile type runs its command; -e adds variables. One
+		// argument is the command line as it is: $A expands in the dyno.
+		out, stderr, err := p.CLI("run", "-a", app, "-e", "A=1;B=2", "-e", "C=3", "worker $A$B$C")
 		if err != nil || !strings.Contains(out, "worker-says 123") {
 			t.Fatalf("dyno run worker: %v\nstdout %q\nstderr %q", err, out, stderr)
+		}
+		// Several arguments keep the boundaries the local shell gave them.
+		out, stderr, err = p.CLI("run", "-a", app, "--", "sh", "-c", `x=5; echo "x=$x" "it's"`)
+		if err != nil || !strings.Contains(out, "x=5 it's") {
+			t.Fatalf("dyno run -- sh -c ...: %v\nstdout %q\nstderr %q", err, out, stderr)
 		}
 	})
 
 	t.Run("detached, in the logs", func(t *testing.T) {
-		_, stderr, err := p.CLI("run:detached", "-a", app, "echo", "detached-output-$GREETING")
+		_, stderr, err := p.CLI("run:detached", "-a", app, "echo detached-output-$GREETING")
 		m := regexp.MustCompile(`done, (run\.\d+)`).FindStringSubmatch(stderr)
 		if err != nil || m == nil || !strings.Contains(stderr, "dyno logs -a oneoffs --dyno "+m[1]) {
 			t.Fatalf("run:detached: %v\n%s", err, stderr)

@@ -228,6 +228,13 @@ func (l *Lease) lead(ctx context.Context, rec Record, rev uint64, sent time.Time
 			return true, err
 		case err := <-ended:
 			ended <- err // stop receives it
+			if ctx.Err() != nil {
+				// The work saw our own cancellation first: a stop, not
+				// a failure.
+				err = stop("")
+				l.release(rev)
+				return true, err
+			}
 			err = stop("its work ended")
 			l.release(rev)
 			if err == nil {

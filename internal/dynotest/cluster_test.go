@@ -132,6 +132,9 @@ func TestClusterSurvivesLeaderLoss(t *testing.T) {
 	if dead.cmd == nil {
 		dead.Relaunch() // its agent removes the dynos its crash left behind
 	}
+	if len(changes) == 0 {
+		t.Fatal("no leader change was measured")
+	}
 	slices.Sort(changes)
 	t.Logf("leader change after kill -9 of the leader's node: median %s of %v", changes[len(changes)/2].Round(time.Millisecond), changes)
 

@@ -72,7 +72,8 @@ type Config struct {
 	// when nil. UsageCheckpoint is how often a running dyno's time is
 	// written (60 s): a host that dies is billed up to its last one.
 	// UsageFlushTimeout is how long an ended dyno's last segments are
-	// retried before the time is given up (30 s).
+	// retried before the time is given up (15 s: a NATS leader election
+	// fits; a whole cluster going down must not hold a stop for long).
 	Usage                              UsageSink
 	UsageCheckpoint, UsageFlushTimeout time.Duration
 	// RendezvousRoots verify the rendezvous attached one-offs dial (the
@@ -159,7 +160,7 @@ func New(cfg Config, st *store.Store) *Agent {
 		cfg.UsageCheckpoint = time.Minute
 	}
 	if cfg.UsageFlushTimeout <= 0 {
-		cfg.UsageFlushTimeout = 30 * time.Second
+		cfg.UsageFlushTimeout = 15 * time.Second
 	}
 	if cfg.FenceAfter == 0 {
 		cfg.FenceAfter = model.DefaultHostTTL

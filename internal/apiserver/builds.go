@@ -113,6 +113,18 @@ type buildRun struct {
 	updatedAt time.Time
 }
 
+// commit is the source_blob's version (a git push's commit), "" without
+// one. The source is set before the build starts and never changes.
+func (b *buildRun) commit() string {
+	var blob struct {
+		Version string `json:"version"`
+	}
+	if json.Unmarshal(b.source, &blob) != nil {
+		return ""
+	}
+	return blob.Version
+}
+
 type buildJSON struct {
 	ID              string          `json:"id"`
 	Status          string          `json:"status"`
@@ -250,11 +262,8 @@ func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID
 	slug = res.Slug
 	// Heroku names a deploy by its commit; without one, by the slug.
 	short := strings.TrimPrefix(slug.Checksum, "SHA256:")
-	var blob struct {
-		Version string `json:"version"`
-	}
-	if json.Unmarshal(b.source, &blob) == nil && blob.Version != "" {
-		short = blob.Version
+	if commit := b.commit(); commit != "" {
+		short = commit
 	}
 	short = short[:min(8, len(short))]
 	// The release running now is what a deploy that fails to come up

@@ -6,7 +6,6 @@ package apiserver
 
 import (
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -146,11 +145,8 @@ func (s *Server) slugCommit(appID, slugID string) *string {
 		if b.appID != appID || b.slug == nil || b.slug.ID != slugID {
 			continue
 		}
-		var src struct {
-			Version *string `json:"version"`
-		}
-		if json.Unmarshal(b.source, &src) == nil && src.Version != nil && *src.Version != "" {
-			return src.Version
+		if commit := b.commit(); commit != "" {
+			return &commit
 		}
 	}
 	return nil

@@ -97,38 +97,8 @@ func Start(t testing.TB, bin string) *Platform {
 
 func (p *Platform) start() {
 	p.t.Helper()
-	p.out = &syncBuffer{}
-	p.cmd = exec.Command(p.Bin, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("start dyno server: %v", err)
-	}
-	p.done = make(chan error, 1)
-	go func(cmd *exec.Cmd, done chan error) { done <- cmd.Wait() }(p.cmd, p.done)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if key, err := os.ReadFile(filepath.Join(p.DataDir, "admin-api-key")); err == nil && len(key) > 0 {
-			p.APIKey = strings.TrimSpace(string(key))
-			req, _ := http.NewRequest("GET", p.APIURL+"/apps", nil)
-			req.Header.Set("Authorization", "Bearer "+p.APIKey)
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
-				}
-			}
-		}
-		select {
-		case err := <-p.done:
-			p.done <- err
-			p.t.Fatalf("dyno server exited (%v):\n%s", err, p.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("dyno server's API did not answer in 60 s:\n%s", p.out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	p.launch()
+	p.awaitAPI(60 * time.Second)
 }
 
 // Stop sends SIGTERM and waits up to timeout for the server to exit; it

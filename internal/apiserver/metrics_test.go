@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -128,6 +129,9 @@ func TestObserveKeepsStreaming(t *testing.T) {
 	e, logs, metricsURL, rawURL := observedEnv(t)
 	e.createApp("streamed")
 	e.must(200, "PATCH", "/apps/streamed/config-vars", map[string]string{"X": "1"}, nil)
+	if err := e.logs.Flush(context.Background()); err != nil { // the release's line is stored before it is read
+		t.Fatal(err)
+	}
 	var ls map[string]any
 	e.must(201, "POST", "/apps/streamed/log-sessions", map[string]any{"lines": 10}, &ls)
 	url := strings.Replace(ls["logplex_url"].(string), rawURL, e.url, 1)

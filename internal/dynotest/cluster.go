@@ -66,7 +66,14 @@ func StartCluster(t testing.TB, bin string, n int) *Cluster {
 			node.args = append(node.args, "--cluster-secrets", c.Nodes[0].DataDir)
 		}
 		node.launch()
-		t.Cleanup(func() { node.Stop(45 * time.Second) })
+		t.Cleanup(func() {
+			if t.Failed() && node.out != nil {
+				// What a node said is how a failure here gets explained.
+				out := node.out.String()
+				t.Logf("node %s (%s) output, last 6 KB:\n%s", node.APIURL, node.DataDir, out[max(0, len(out)-6<<10):])
+			}
+			node.Stop(45 * time.Second)
+		})
 		c.Nodes = append(c.Nodes, node)
 		if i == 0 {
 			awaitSecrets(t, node)

@@ -143,29 +143,69 @@ func (d *Drains) Run(ctx context.Context) error {
 		}
 	}()
 	defer d.stopAll()
-	events, err := d.src.Watch(ctx, ">")
-	if err != nil {
-		return fmt.Errorf("follow log drains: %w", err)
-	}
 	tick := time.NewTicker(d.cfg.ReportEvery)
 	defer tick.Stop()
+	// A watch fails when JetStream is briefly unavailable (a cluster node
+	// died); the forwarders keep running and the watch starts again.
+	for {
+		err := d.follow(ctx, tick.C)
+		if ctx.Err() != nil {
+			return nil
+		}
+		d.cfg.Logger.Warn("follow log drains: retrying in 1 s", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// follow applies the drains bucket's changes until ctx ends or the watch
+// fails. A drain missing from the watch's initial values was removed while
+// no watch ran: its forwarder stops.
+func (d *Drains) follow(ctx context.Context, tick <-chan time.Time) error {
+	events, err := d.src.Watch(ctx, ">")
+	if err != nil {
+		return err
+	}
+	initial := map[string]bool{}
+	ready := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case ev, ok := <-events:
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return errors.New("follow log drains: the watch ended; restart the server")
+			switch {
+			case !ok:
+				return errors.New("the watch ended")
+			case ev.Ready:
+				ready = true
+				d.stopAllBut(initial)
+				continue
+			case !ready:
+				initial[ev.Key] = true
 			}
-			if !ev.Ready {
-				d.apply(ctx, ev)
-			}
-		case <-tick.C:
+			d.apply(ctx, ev)
+		case <-tick:
 			d.report()
 		}
+	}
+}
+
+// stopAllBut stops the forwarders whose drains are not in keep.
+func (d *Drains) stopAllBut(keep map[string]bool) {
+	d.mu.Lock()
+	var gone []*forwarder
+	for key, f := range d.fwds {
+		if !keep[key] {
+			gone = append(gone, f)
+			delete(d.fwds, key)
+		}
+	}
+	d.mu.Unlock()
+	for _, f := range gone {
+		f.stop()
 	}
 }
 
@@ -213,15 +253,7 @@ func (d *Drains) apply(ctx context.Context, ev store.Event[model.Drain]) {
 	d.mu.Unlock()
 }
 
-func (d *Drains) stopAll() {
-	d.mu.Lock()
-	fwds := d.fwds
-	d.fwds = map[string]*forwarder{}
-	d.mu.Unlock()
-	for _, f := range fwds {
-		f.stop()
-	}
-}
+func (d *Drains) stopAll() { d.stopAllBut(nil) }
 
 // report writes an L10 line in the app's log for each drain that dropped
 // lines since the last report.

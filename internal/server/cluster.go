@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dyno-platform/dyno/internal/lease"
@@ -125,30 +126,31 @@ func openState(ctx context.Context, replicas int, log *slog.Logger, open func(co
 	}
 }
 
-// leaderOnly runs roles together until ctx ends or one of them returns; it
-// then stops the others and returns the first error.
-func leaderOnly(roles map[string]func(context.Context) error) func(context.Context) error {
+// leaderOnly runs roles together while this node leads. A role that
+// fails (a store watch breaks while JetStream elects a new stream leader
+// after a node died) is started again a second later: a leader's
+// transient error must not stop the whole node.
+func leaderOnly(log *slog.Logger, roles map[string]func(context.Context) error) func(context.Context) error {
 	return func(ctx context.Context) error {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		errs := make(chan error, len(roles))
+		var wg sync.WaitGroup
 		for name, run := range roles {
-			go func() {
-				err := run(ctx)
-				if err != nil {
-					err = fmt.Errorf("%s: %w", name, err)
+			wg.Go(func() {
+				for {
+					err := run(ctx)
+					if ctx.Err() != nil {
+						return
+					}
+					log.Warn("a leader's role ended: starting it again in 1 s", "role", name, "err", err)
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(time.Second):
+					}
 				}
-				errs <- err
-			}()
+			})
 		}
-		var first error
-		for range roles {
-			if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
-				first = err
-			}
-			cancel()
-		}
-		return first
+		wg.Wait()
+		return nil
 	}
 }
 

@@ -350,7 +350,7 @@ func Run(ctx context.Context, cfg Config) error {
 		stopManifold = start("manifold", mf.Run)
 	} else {
 		stopManifold = start("manifold leader", func(ctx context.Context) error {
-			return leader.Run(ctx, leaderOnly(map[string]func(context.Context) error{"manifold": mf.Run, "log drains": drains.Run}))
+			return leader.Run(ctx, leaderOnly(log, map[string]func(context.Context) error{"manifold": mf.Run, "log drains": drains.Run}))
 		})
 	}
 

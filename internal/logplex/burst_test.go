@@ -33,7 +33,9 @@ func parseLogplex1(body string) ([]string, error) {
 		frame := rest[:n]
 		body = rest[n:]
 		parts := strings.SplitN(frame, " ", 7)
-		if len(parts) != 7 || parts[0] != "<190>1" || parts[2] != "host" || parts[3] != "app" || parts[4] != "web.1" || parts[5] != "-" {
+		appLine := len(parts) == 7 && parts[0] == "<190>1" && parts[3] == "app" && parts[4] == "web.1"
+		overflow := len(parts) == 7 && parts[3] == "heroku" && parts[4] == "logplex" && strings.HasPrefix(parts[6], "Error L10 ")
+		if !appLine && !overflow || parts[2] != "host" || parts[5] != "-" {
 			return nil, fmt.Errorf("frame %q is not logplex-1's shape", frame)
 		}
 		msgs = append(msgs, parts[6])
@@ -72,12 +74,17 @@ func TestHTTPSDrainGetsEveryLineInOrder(t *testing.T) {
 	dr := e.add(t, "app1", hs.URL+"/logs")
 	start := time.Now()
 	pub := publishNumbered(t, e.p, "app1", n)
-	timeout := time.After(60 * time.Second)
 	// In order, never twice. On a machine too loaded for the drain to keep
-	// up, lines beyond the buffer are dropped by design: then every gap
-	// must be counted as dropped (L10), checked below.
-	next, lost := 0, 0
-	for next < n {
+	// up, lines beyond the buffer are dropped by design (the newest, so
+	// possibly the last ones): then every line that did not arrive must be
+	// counted as dropped, reported as L10 once a second. The wait ends when
+	// the drain has accounted for all n lines.
+	timeout := time.After(60 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	next, got := 0, 0
+	var h model.DrainHealth
+	for done := false; !done; {
 		select {
 		case m := <-msgs:
 			if strings.HasPrefix(m, "Error L10") {
@@ -87,41 +94,35 @@ func TestHTTPSDrainGetsEveryLineInOrder(t *testing.T) {
 			if err != nil || k < next {
 				t.Fatalf("%q at the drain after line %d: out of order or twice", m, next-1)
 			}
-			lost += k - next
 			next = k + 1
+			got++
+		case <-tick.C:
+			// A POST counts as sent once its handler has queued its lines,
+			// so lines received and lines dropped add up to n at the end.
+			h, _ = e.drains.Health(dr.ID)
+			done = int64(got)+h.Dropped == n && len(msgs) == 0
 		case <-timeout:
-			t.Fatalf("only %d of %d lines reached the HTTPS drain", next-lost, n)
+			h, _ = e.drains.Health(dr.ID)
+			t.Fatalf("only %d of %d lines reached the HTTPS drain, %d counted as dropped (health %+v)", got, n, h.Dropped, h)
 		}
 	}
 	all := time.Since(start)
+	lost := n - got
 	mu.Lock()
 	if len(badPosts) > 0 {
 		t.Fatalf("%d bad POSTs, first: %s", len(badPosts), badPosts[0])
 	}
-	t.Logf("%d lines: published and stored in %v (%.0f lines/s); all at the HTTPS drain after %v (%.0f lines/s) in %d POSTs",
+	t.Logf("%d lines: published and stored in %v (%.0f lines/s); all at the HTTPS drain or counted after %v (%.0f lines/s) in %d POSTs",
 		n, pub, float64(n)/pub.Seconds(), all, float64(n)/all.Seconds(), posts)
 	mu.Unlock()
-	select {
-	case m := <-msgs:
-		if !strings.HasPrefix(m, "Error L10") {
-			t.Fatalf("an extra message %q after the last line", m)
-		}
-	case <-time.After(100 * time.Millisecond):
-	}
-	// Drops are counted when they are reported as L10 (every second).
-	deadline := time.Now().Add(3 * time.Second)
-	h, _ := e.drains.Health(dr.ID)
-	for (h.Dropped != int64(lost) || h.Sent != int64(n-lost)) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		h, _ = e.drains.Health(dr.ID)
-	}
-	if h.Dropped != int64(lost) || h.Sent != int64(n-lost) || lost > n/2 {
-		t.Fatalf("health %+v; %d lines never reached the drain: every missing line must be counted as dropped, and most must arrive", h, lost)
+	if h.Sent < int64(got) || lost > n/2 {
+		t.Fatalf("health %+v with %d lines received: most lines must arrive, and every one received counted as sent", h, got)
 	}
 	if lost > 0 {
 		t.Logf("this machine was too busy for the drain to keep up: %d lines dropped and counted (L10), the rest in order", lost)
 	}
-	// Everything (no filter): exactly the last 1,500, in order.
+	// Everything (no filter): exactly the last 1,500, in order; the L10
+	// reports of a busy run are part of the history too.
 	hist, err := e.p.Recent(context.Background(), "app1", Filter{}, 100000)
 	if err != nil {
 		t.Fatal(err)
@@ -129,8 +130,15 @@ func TestHTTPSDrainGetsEveryLineInOrder(t *testing.T) {
 	if len(hist) != 1500 {
 		t.Fatalf("history has %d lines, want 1500", len(hist))
 	}
-	for i, l := range hist {
-		if want := "line " + strconv.Itoa(n-1500+i); l.Message != want || l.Dyno != "web.1" || l.Source != model.SourceApp {
+	var appLines []model.LogLine
+	for _, l := range hist {
+		if !isOwnReport(l) {
+			appLines = append(appLines, l)
+		}
+	}
+	first := n - len(appLines)
+	for i, l := range appLines {
+		if want := "line " + strconv.Itoa(first+i); l.Message != want || l.Dyno != "web.1" || l.Source != model.SourceApp {
 			t.Fatalf("history line %d is %+v, want %q from app[web.1]", i, l, want)
 		}
 	}

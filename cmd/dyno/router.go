@@ -123,14 +123,19 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 	errs := make(chan error, 5)
 	wg.Add(1)
 	go func() { defer wg.Done(); errs <- rtr.Run(runCtx) }()
-	serve := func(s *http.Server, ln net.Listener) {
+	// serve serves s on ln until the router stops, then stops it through
+	// stop: the router's servers stop their own connection loop too.
+	serve := func(s *http.Server, stop interface {
+		Shutdown(context.Context) error
+		Close() error
+	}, ln net.Listener) {
 		defer wg.Done()
 		go func() {
 			<-runCtx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if s.Shutdown(sctx) != nil {
-				s.Close() // WebSockets and long requests do not wait
+			if stop.Shutdown(sctx) != nil {
+				stop.Close() // WebSockets and long requests do not wait
 			}
 		}()
 		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -138,7 +143,7 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 		}
 	}
 	wg.Add(1)
-	go serve(srv, httpLn)
+	go serve(srv.Server, srv, httpLn)
 	if platformTLS != nil {
 		httpsLn, err := net.Listen("tcp", f.httpsAddr)
 		if err != nil {
@@ -154,14 +159,15 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 		httpsSrv.TLSConfig = tlsCerts.TLSConfig()
 		// Serve enables HTTP/2 on a TLS listener whose config offers h2.
 		wg.Add(1)
-		go serve(httpsSrv, tls.NewListener(httpsLn, httpsSrv.TLSConfig))
+		go serve(httpsSrv.Server, httpsSrv, tls.NewListener(httpsLn, httpsSrv.TLSConfig))
 		fmt.Fprintf(stdout, "HTTPS on %s\n", httpsLn.Addr())
 	}
 	if metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", rtr.MetricsHandler())
 		wg.Add(1)
-		go serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, metricsLn)
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go serve(ms, ms, metricsLn)
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", metricsLn.Addr())
 	}
 	fmt.Fprintf(stdout, "Dyno router on %s for <app>.%s, following %s\n", httpLn.Addr(), f.domain, f.natsURL)

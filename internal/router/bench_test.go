@@ -125,11 +125,7 @@ func BenchmarkEdge(b *testing.B) {
 			b.Fatal("route not in the table after 10 s")
 		}
 	}
-	front := httptest.NewUnstartedServer(nil)
-	front.Config = NewHTTPServer(r, ServerConfig{})
-	front.Start()
-	defer shutdown(b, front.Config)
-	defer front.Close()
+	front, _ := startFront(b, r, ServerConfig{}, false)
 	req := []byte("GET /bench HTTP/1.1\r\nHost: hello.localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -46,15 +46,19 @@ type edge struct {
 	writeIdle  time.Duration // a client that takes nothing for it fails (H28)
 	watchAfter time.Duration
 
-	inner     *http.Server // serves handed-off connections
-	handoff   *handoffListener
-	innerOnce sync.Once
-	innerDone chan struct{}
+	inner        *http.Server // serves handed-off connections
+	handoff      *handoffListener
+	innerOnce    sync.Once
+	innerStarted atomic.Bool
+	innerDone    chan struct{}
 
 	closing atomic.Bool
-	mu      sync.Mutex
-	conns   map[*edgeConn]struct{}
-	pool    sync.Pool // *edgeConn, with its buffers
+	// active counts the connections in the loop or being hijacked into
+	// it, for Shutdown: Go's server stops tracking them at the hijack.
+	active atomic.Int64
+	mu     sync.Mutex
+	conns  map[*edgeConn]struct{}
+	pool   sync.Pool // *edgeConn, with its buffers
 	// Requests the loop served and connections it handed off, for tests.
 	served, handoffs atomic.Int64
 	dates            atomic.Pointer[dateStamp]
@@ -103,6 +107,14 @@ func (e *edge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	hj, ok := w.(http.Hijacker) // not over HTTP/2
 	if !ok {
+		e.r.ServeHTTP(w, req)
+		return
+	}
+	// Counted before the hijack, when Go's server still tracks the
+	// connection: Shutdown sees it in one count or the other.
+	e.active.Add(1)
+	defer e.active.Add(-1)
+	if e.closing.Load() {
 		e.r.ServeHTTP(w, req)
 		return
 	}
@@ -488,6 +500,7 @@ func edgeOf(s *reqState) *edgeConn {
 // started with the first.
 func (e *edge) pass(c net.Conn) {
 	e.innerOnce.Do(func() {
+		e.innerStarted.Store(true)
 		go func() {
 			defer close(e.innerDone)
 			e.inner.Serve(e.handoff)
@@ -496,10 +509,9 @@ func (e *edge) pass(c net.Conn) {
 	e.handoff.pass(c)
 }
 
-// shutdown runs when the server shuts down: idle loop connections close,
-// busy ones after their request, and the handed-off ones as Go's server
-// closes its own.
-func (e *edge) shutdown() {
+// beginShutdown stops the loop taking connections and requests: idle
+// loop connections close now, busy ones after their response.
+func (e *edge) beginShutdown() {
 	e.closing.Store(true)
 	e.mu.Lock()
 	for c := range e.conns {
@@ -509,17 +521,54 @@ func (e *edge) shutdown() {
 	}
 	e.mu.Unlock()
 	e.handoff.Close()
-	started := true
-	e.innerOnce.Do(func() { started = false })
-	if !started {
-		return
+}
+
+// shutdownInner shuts the server of handed-off connections down, if it
+// was started.
+func (e *edge) shutdownInner(ctx context.Context) error {
+	if !e.stopInner() {
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if e.inner.Shutdown(ctx) != nil {
-		e.inner.Close()
+	err := e.inner.Shutdown(ctx)
+	if err != nil {
+		return err
 	}
 	<-e.innerDone
+	return nil
+}
+
+// wait waits until no connection is in the loop or on its way into it.
+func (e *edge) wait(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for e.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// closeAll closes every loop connection and the handed-off ones.
+func (e *edge) closeAll() {
+	e.mu.Lock()
+	for c := range e.conns {
+		c.nc.Close()
+	}
+	e.mu.Unlock()
+	if e.stopInner() {
+		e.inner.Close()
+		<-e.innerDone
+	}
+}
+
+// stopInner keeps the server of handed-off connections from starting
+// from now on, and reports whether it had started.
+func (e *edge) stopInner() bool {
+	e.innerOnce.Do(func() {})
+	return e.innerStarted.Load()
 }
 
 // handoffConn is a connection handed to Go's server: prefix is read first.

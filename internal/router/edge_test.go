@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,18 +24,8 @@ func edgeFront(t *testing.T, cfg ServerConfig, tlsOn bool) (*env, *httptest.Serv
 	logs := &testLogs{ch: make(chan logEntry, 1000)}
 	r := New(Config{Logs: logs}, st)
 	startRouter(t, r)
-	front := httptest.NewUnstartedServer(nil)
-	front.Config = NewHTTPServer(r, cfg)
-	if tlsOn {
-		front.StartTLS()
-	} else {
-		front.Start()
-	}
-	t.Cleanup(func() {
-		front.Close()
-		shutdown(t, front.Config)
-	})
-	e := &env{t: t, st: st, srv: srv, r: r, front: front, logs: logs}
+	front, fsrv := startFront(t, r, cfg, tlsOn)
+	e := &env{t: t, st: st, srv: srv, r: r, front: front, server: fsrv, logs: logs}
 	// A dyno that says what it got: method, path, body, scheme.
 	ep := dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -43,7 +34,7 @@ func edgeFront(t *testing.T, cfg ServerConfig, tlsOn bool) (*env, *httptest.Serv
 	e.app("hello", "a1")
 	e.dyno("a1", 1, model.StateUp, ep)
 	e.waitTable("hello", upCount(1))
-	return e, front, front.Config.Handler.(*edge)
+	return e, front, fsrv.edge
 }
 
 // clientConn is one raw client connection to the front server.
@@ -255,13 +246,13 @@ func TestEdgeTimeouts(t *testing.T) {
 }
 
 func TestEdgeShutdown(t *testing.T) {
-	_, front, ed := edgeFront(t, ServerConfig{}, false)
+	e, front, ed := edgeFront(t, ServerConfig{}, false)
 	rc := dialFront(t, front, false)
 	rc.send(getReq("x"))
 	rc.read()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := front.Config.Shutdown(ctx); err != nil {
+	if err := e.server.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if !rc.closed(3 * time.Second) {
@@ -290,5 +281,59 @@ func TestHeadEnd(t *testing.T) {
 		if got := headEnd([]byte(tt.in), 0); got != tt.want {
 			t.Errorf("headEnd(%q) = %d, want %d", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestEdgeShutdownWaitsForRequests: Shutdown returns only after a request
+// in progress on a loop connection got its whole response, and that
+// connection closes after it.
+func TestEdgeShutdownWaitsForRequests(t *testing.T) {
+	e, front, ed := edgeFront(t, ServerConfig{}, false)
+	got, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	slow := dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
+		close(got)
+		<-release
+		io.WriteString(w, "finished")
+	})
+	t.Cleanup(free) // before the dyno's own cleanup, which waits for the handler
+	e.app("slow", "a2")
+	e.dyno("a2", 1, model.StateUp, slow)
+	e.waitTable("slow", upCount(1))
+
+	rc := dialFront(t, front, false)
+	rc.send(getReq("first")) // Go's server serves it, then hands the connection to the loop
+	rc.read()
+	rc.send("GET /slow HTTP/1.1\r\nHost: slow.localhost\r\n\r\n")
+	<-got
+	if n := ed.served.Load(); n != 2 {
+		t.Fatalf("the loop served %d requests, want 2: the slow one is not on a loop connection", n)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- e.server.Shutdown(ctx)
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) while a loop request was in progress", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	free()
+	if code, body, _ := rc.read(); code != 200 || body != "finished" {
+		t.Fatalf("the request in progress got %d %q, want 200 \"finished\"", code, body)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Shutdown did not return after the last loop request finished")
+	}
+	if !rc.closed(3 * time.Second) {
+		t.Fatal("the loop connection stayed open after Shutdown")
 	}
 }

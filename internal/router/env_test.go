@@ -46,6 +46,7 @@ type env struct {
 	srv    *store.Server
 	r      *Router
 	front  *httptest.Server
+	server *Server // front's
 	logs   *testLogs
 	client *http.Client
 }
@@ -83,16 +84,10 @@ func newEnv(t *testing.T, cfg Config) *env {
 	startRouter(t, r)
 	// The server the router's commands run: the edge loop (edge.go) serves
 	// every test's bodiless HTTP/1.1 requests.
-	front := httptest.NewUnstartedServer(nil)
-	front.Config = NewHTTPServer(r, ServerConfig{})
-	front.Start()
-	t.Cleanup(func() {
-		front.Close()
-		shutdown(t, front.Config)
-	})
+	front, fsrv := startFront(t, r, ServerConfig{}, false)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &env{t: t, st: st, srv: srv, r: r, front: front, logs: logs, client: &http.Client{Transport: tr}}
+	return &env{t: t, st: st, srv: srv, r: r, front: front, server: fsrv, logs: logs, client: &http.Client{Transport: tr}}
 }
 
 // app names an app, as the API server does.
@@ -217,9 +212,28 @@ func field(msg, key string) string {
 	return ""
 }
 
+// startFront serves r through NewHTTPServer with cfg on a test server,
+// over TLS with tlsOn, until the test ends.
+func startFront(t testing.TB, r *Router, cfg ServerConfig, tlsOn bool) (*httptest.Server, *Server) {
+	t.Helper()
+	srv := NewHTTPServer(r, cfg)
+	front := httptest.NewUnstartedServer(nil)
+	front.Config = srv.Server
+	if tlsOn {
+		front.StartTLS()
+	} else {
+		front.Start()
+	}
+	t.Cleanup(func() {
+		front.Close()
+		shutdown(t, srv)
+	})
+	return front, srv
+}
+
 // shutdown shuts srv down: httptest.Server.Close does not, and the edge
 // loop's connections and handed-off server stop with it.
-func shutdown(t testing.TB, srv *http.Server) {
+func shutdown(t testing.TB, srv *Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {

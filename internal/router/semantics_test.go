@@ -325,10 +325,7 @@ func TestConnectionLimitAndServerLimits(t *testing.T) {
 	logs := &testLogs{ch: make(chan logEntry, 100)}
 	r := New(Config{Logs: logs, MaxAppConns: 1}, st)
 	startRouter(t, r)
-	front := httptest.NewUnstartedServer(nil)
-	front.Config = NewHTTPServer(r, ServerConfig{HeaderTimeout: 200 * time.Millisecond})
-	front.Start()
-	t.Cleanup(front.Close)
+	front, _ := startFront(t, r, ServerConfig{HeaderTimeout: 200 * time.Millisecond}, false)
 	e := &env{t: t, st: st, r: r, logs: logs}
 	e.app("hello", "a1")
 	e.dyno("a1", 1, model.StateUp, says(t, "hi"))

@@ -76,17 +76,25 @@ type ServerConfig struct {
 	Logger               *slog.Logger
 }
 
-// NewHTTPServer returns the http.Server that serves r to clients, for the
-// HTTP and HTTPS listeners alike: header timeout and size caps, no whole
-// request or response timeouts (bodies stream for as long as they move:
-// the router's own idle windows apply), HTTP/2 stream limits, and the
-// connection accounting behind the per-app limit (H22) and metrics. The
-// caller sets TLSConfig for HTTPS and serves it on its listener.
+// Server is the http.Server that serves a router to clients, made by
+// NewHTTPServer. Its Shutdown and Close also cover the connections the
+// router's own loop serves (edge.go), which Go's server no longer tracks
+// once it handed them over.
+type Server struct {
+	*http.Server
+	edge *edge
+}
+
+// NewHTTPServer returns the server of r for clients, for the HTTP and
+// HTTPS listeners alike: header timeout and size caps, no whole request or
+// response timeouts (bodies stream for as long as they move: the router's
+// own idle windows apply), HTTP/2 stream limits, and the connection
+// accounting behind the per-app limit (H22) and metrics. The caller sets
+// TLSConfig for HTTPS and serves it on its listener.
 //
 // HTTP/1.1 connections whose requests have no body are served by the
-// router's own connection loop (edge.go) after their first request; the
-// server's Shutdown closes them as well.
-func NewHTTPServer(r *Router, cfg ServerConfig) *http.Server {
+// router's own connection loop (edge.go) after their first request.
+func NewHTTPServer(r *Router, cfg ServerConfig) *Server {
 	setDefault(&cfg.HeaderTimeout, 30*time.Second)
 	setDefault(&cfg.IdleTimeout, 90*time.Second)
 	setDefault(&cfg.MaxConcurrentStreams, 250)
@@ -103,8 +111,32 @@ func NewHTTPServer(r *Router, cfg ServerConfig) *http.Server {
 		}
 		return ctx
 	})
-	srv.RegisterOnShutdown(e.shutdown)
-	return srv
+	return &Server{Server: srv, edge: e}
+}
+
+// Shutdown stops the server gracefully, as http.Server's does, and waits
+// as well for the requests in progress on the loop's connections: idle
+// ones close at once, busy ones after their response. When ctx ends first
+// it returns ctx's error; Close then ends what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.edge.beginShutdown()
+	err := s.Server.Shutdown(ctx)
+	if ierr := s.edge.shutdownInner(ctx); err == nil {
+		err = ierr
+	}
+	if werr := s.edge.wait(ctx); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// Close closes the listeners and every connection at once, the loop's
+// too, as http.Server's Close does.
+func (s *Server) Close() error {
+	s.edge.beginShutdown()
+	err := s.Server.Close()
+	s.edge.closeAll()
+	return err
 }
 
 // newServer makes one Go server of NewHTTPServer's configuration.

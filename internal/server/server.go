@@ -297,14 +297,16 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 		return func() { cancel(); <-done }
 	}
-	serve := func(srv *http.Server, ln net.Listener) func(context.Context) error {
+	// serve serves srv on ln until ctx ends, then stops it through stop:
+	// the router's servers stop their own connection loop too.
+	serve := func(srv *http.Server, stop stopper, ln net.Listener) func(context.Context) error {
 		return func(ctx context.Context) error {
 			go func() {
 				<-ctx.Done()
 				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				if srv.Shutdown(sctx) != nil {
-					srv.Close() // WebSockets and stalled uploads do not wait
+				if stop.Shutdown(sctx) != nil {
+					stop.Close() // WebSockets and stalled uploads do not wait
 				}
 			}()
 			if err := serveOn(srv, ln); !errors.Is(err, http.ErrServerClosed) {
@@ -314,7 +316,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	stopRouterWatch := start("router", rtr.Run)
-	stopHTTP := start("router http", serve(httpSrv, httpLn))
+	stopHTTP := start("router http", serve(httpSrv.Server, httpSrv, httpLn))
 	tlsCerts := certs.NewManager(certs.ManagerConfig{Platform: platformTLS, Logger: log}, st)
 	stopCerts := start("certificates", tlsCerts.Run)
 	stopHTTPS := func() {}
@@ -323,7 +325,7 @@ func Run(ctx context.Context, cfg Config) error {
 		_, httpsPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 		httpsSrv := router.NewHTTPServer(rtr, router.ServerConfig{Logger: log})
 		httpsSrv.TLSConfig = tlsCerts.TLSConfig()
-		stopHTTPS = start("router https", serve(httpsSrv, httpsLn))
+		stopHTTPS = start("router https", serve(httpsSrv.Server, httpsSrv, httpsLn))
 	}
 	obs.AddText(rtr.MetricsHandler()) // the router's own exposition, on the same /metrics
 	stopMetrics, err := obs.Serve(ctx, cfg.MetricsAddr, log, cfg.Out)
@@ -335,7 +337,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if leader == nil {
 		stopDrains = start("log drains", drains.Run)
 	}
-	stopAPI := start("api", serve(apiSrv, apiLn))
+	stopAPI := start("api", serve(apiSrv, apiSrv, apiLn))
 	stopRendezvous := start("rendezvous", rdv.Run)
 	stopAgent := func() {}
 	if !cfg.NoAgent {
@@ -505,6 +507,13 @@ func hostMemoryMB() int {
 		}
 	}
 	return kb / 1024
+}
+
+// stopper shuts a server down: an *http.Server, or a *router.Server,
+// whose connection loop Go's server does not track.
+type stopper interface {
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // serveOn serves srv on ln, over TLS when srv has a TLS config: ServeTLS

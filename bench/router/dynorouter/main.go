@@ -73,7 +73,7 @@ func run(o options) error {
 	}
 	defer p.Close()
 
-	var servers []*http.Server
+	var servers []*router.Server
 	errc := make(chan error, 2)
 	serve := func(addr string, tls bool) (string, error) {
 		ln, err := net.Listen("tcp", addr)

@@ -252,6 +252,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.undo("release", s.st.Releases.Delete(ctx, e.Key, 0))
 	}
+	s.deleteAppBuilds(ctx, app.ID)
 	drains, err := s.st.Drains.List(ctx, app.ID+".>")
 	if err != nil {
 		s.log.Error("list drains of deleted app", "app", app.Name, "err", err)

@@ -20,8 +20,10 @@ import (
 	"github.com/dyno-platform/dyno/internal/store"
 )
 
-// Builds are kept in memory only (the store has no builds bucket): the
-// last maxBuilds of them, each with the last maxOutputLines of output.
+// A build's record is in the store (model.Build), from its start to the
+// app's deletion. Its run (the output, for output_stream_url) is kept in
+// memory by the node that ran it: the last maxBuilds runs, each with the
+// last maxOutputLines of output.
 const (
 	maxBuilds      = 200
 	maxOutputLines = 10000
@@ -115,11 +117,14 @@ type buildRun struct {
 
 // commit is the source_blob's version (a git push's commit), "" without
 // one. The source is set before the build starts and never changes.
-func (b *buildRun) commit() string {
+func (b *buildRun) commit() string { return sourceCommit(b.source) }
+
+// sourceCommit is the version of a build's source_blob, "" without one.
+func sourceCommit(source json.RawMessage) string {
 	var blob struct {
 		Version string `json:"version"`
 	}
-	if json.Unmarshal(b.source, &blob) != nil {
+	if json.Unmarshal(source, &blob) != nil {
 		return ""
 	}
 	return blob.Version
@@ -141,14 +146,73 @@ type buildJSON struct {
 }
 
 func (s *Server) buildOut(app model.App, b *buildRun) buildJSON {
+	return s.buildJSONOf(app, s.recordOf(b))
+}
+
+// buildJSONOf is the API's shape of a build's record.
+func (s *Server) buildJSONOf(app model.App, rec model.Build) buildJSON {
+	out := buildJSON{
+		ID: rec.ID, Status: rec.Status, SourceBlob: rec.Source,
+		OutputStreamURL: s.cfg.PublicURL + "/build-output/" + rec.ID + "?token=" + s.token("build", rec.ID),
+		App:             ref{ID: app.ID, Name: app.Name}, User: userRefOf(rec.User), Buildpacks: []struct{}{}, Stack: "dyno",
+		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
+	}
+	if rec.ReleaseID != "" {
+		out.Release = &relRef{ID: rec.ReleaseID, Version: rec.ReleaseVersion}
+	}
+	if rec.SlugID != "" {
+		out.Slug = &idRef{ID: rec.SlugID}
+	}
+	return out
+}
+
+// recordOf is the store record of a run as it stands.
+func (s *Server) recordOf(b *buildRun) model.Build {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return buildJSON{
-		ID: b.id, Status: b.status, SourceBlob: b.source, Release: b.release, Slug: b.slug,
-		OutputStreamURL: s.cfg.PublicURL + "/build-output/" + b.id + "?token=" + s.token("build", b.id),
-		App:             ref{ID: app.ID, Name: app.Name}, User: userRefOf(b.user), Buildpacks: []struct{}{}, Stack: "dyno",
-		CreatedAt: b.createdAt, UpdatedAt: b.updatedAt,
+	rec := model.Build{
+		ID: b.id, AppID: b.appID, User: b.user, Status: b.status, Node: s.cfg.PublicURL,
+		Source: b.source, CreatedAt: b.createdAt, UpdatedAt: b.updatedAt,
 	}
+	if b.failure != nil {
+		rec.Failure = b.failure.Error()
+	}
+	if b.release != nil {
+		rec.ReleaseID, rec.ReleaseVersion = b.release.ID, b.release.Version
+	}
+	if b.slug != nil {
+		rec.SlugID = b.slug.ID
+	}
+	return rec
+}
+
+// saveBuild writes the record of b to the store.
+func (s *Server) saveBuild(ctx context.Context, b *buildRun) error {
+	if _, err := s.st.Builds.Put(ctx, model.BuildKey(b.appID, b.id), s.recordOf(b)); err != nil {
+		return fmt.Errorf("record build %s: %w", b.id, err)
+	}
+	return nil
+}
+
+// startBuild records b, registers its run and starts it; runBuild ends it.
+func (s *Server) startBuild(ctx context.Context, app model.App, b *buildRun, sourceID string) error {
+	if err := s.saveBuild(ctx, b); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.ctx.Err() != nil { // Close has begun: wg must not grow
+		s.mu.Unlock()
+		b.status, b.failure = "failed", errors.New("the API server shut down before the build started")
+		s.undo("build record", s.saveBuild(context.WithoutCancel(ctx), b))
+		return &apiError{http.StatusServiceUnavailable, "unavailable", "The API server is shutting down: try again shortly."}
+	}
+	s.builds[b.id] = b
+	s.order = append(s.order, b.id)
+	s.evictBuildsLocked()
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.runBuild(app, b, sourceID)
+	return nil
 }
 
 func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) error {
@@ -179,17 +243,9 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) error {
 	src, _ := json.Marshal(body.SourceBlob)
 	now := s.cfg.Now().UTC()
 	b := &buildRun{id: newID(), appID: app.ID, user: actor(r.Context()), out: newOutput(), status: "pending", source: src, createdAt: now, updatedAt: now}
-	s.mu.Lock()
-	if s.ctx.Err() != nil { // Close has begun: wg must not grow
-		s.mu.Unlock()
-		return &apiError{http.StatusServiceUnavailable, "unavailable", "The API server is shutting down: try again shortly."}
+	if err := s.startBuild(r.Context(), app, b, sourceID); err != nil {
+		return err
 	}
-	s.builds[b.id] = b
-	s.order = append(s.order, b.id)
-	s.evictBuildsLocked()
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go s.runBuild(app, b, sourceID)
 	return writeJSON(w, http.StatusCreated, s.buildOut(app, b))
 }
 
@@ -232,6 +288,11 @@ func (s *Server) runBuild(app model.App, b *buildRun, sourceID string) {
 	s.mu.Unlock()
 	if err != nil {
 		s.log.Info("build failed", "app", app.Name, "build", b.id, "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.saveBuild(sctx, b); err != nil {
+		s.log.Error("the build's outcome is not recorded: `builds` will show it as it was", "app", app.Name, "build", b.id, "err", err)
 	}
 }
 
@@ -296,14 +357,63 @@ func (s *Server) build(ctx context.Context, app model.App, b *buildRun, sourceID
 	return rel, prev, slug, nil
 }
 
-func (s *Server) findBuild(app model.App, id string) (*buildRun, error) {
+// findBuild returns the record of an app's build: this node's run if it
+// has it, else the store's.
+func (s *Server) findBuild(ctx context.Context, app model.App, id string) (model.Build, error) {
 	s.mu.Lock()
 	b := s.builds[id]
 	s.mu.Unlock()
-	if b == nil || b.appID != app.ID {
-		return nil, notFound("Couldn't find that build.")
+	if b != nil && b.appID == app.ID {
+		return s.recordOf(b), nil
 	}
-	return b, nil
+	rec, _, err := s.st.Builds.Get(ctx, model.BuildKey(app.ID, id))
+	if errors.Is(err, store.ErrNotFound) {
+		return model.Build{}, notFound("Couldn't find that build.")
+	}
+	if err != nil {
+		return model.Build{}, fmt.Errorf("read build %s: %w", id, err)
+	}
+	return s.settleStale(ctx, rec), nil
+}
+
+// settleStale reports as failed a pending build this node started but no
+// longer runs: the node restarted during it. The record is corrected too.
+func (s *Server) settleStale(ctx context.Context, rec model.Build) model.Build {
+	if rec.Status != "pending" || rec.Node != s.cfg.PublicURL {
+		return rec
+	}
+	s.mu.Lock()
+	_, running := s.builds[rec.ID]
+	s.mu.Unlock()
+	if running {
+		return rec
+	}
+	rec.Status, rec.Failure, rec.UpdatedAt = "failed", "the API server stopped during the build: push or create the build again", s.cfg.Now().UTC()
+	if _, err := s.st.Builds.Put(ctx, model.BuildKey(rec.AppID, rec.ID), rec); err != nil {
+		s.log.Warn("correct a stale build record", "build", rec.ID, "err", err)
+	}
+	return rec
+}
+
+// appBuilds returns the records of an app's builds, this node's runs as
+// they stand now.
+func (s *Server) appBuilds(ctx context.Context, appID string) ([]model.Build, error) {
+	entries, err := s.st.Builds.List(ctx, appID+".>")
+	if err != nil {
+		return nil, fmt.Errorf("list builds: %w", err)
+	}
+	recs := make([]model.Build, 0, len(entries))
+	for _, e := range entries {
+		s.mu.Lock()
+		b := s.builds[e.Value.ID]
+		s.mu.Unlock()
+		if b != nil {
+			recs = append(recs, s.recordOf(b))
+		} else {
+			recs = append(recs, s.settleStale(ctx, e.Value))
+		}
+	}
+	return recs, nil
 }
 
 func (s *Server) getBuild(w http.ResponseWriter, r *http.Request) error {
@@ -311,11 +421,11 @@ func (s *Server) getBuild(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	b, err := s.findBuild(app, r.PathValue("id"))
+	rec, err := s.findBuild(r.Context(), app, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.buildOut(app, b))
+	return writeJSON(w, http.StatusOK, s.buildJSONOf(app, rec))
 }
 
 func (s *Server) listBuilds(w http.ResponseWriter, r *http.Request) error {
@@ -323,21 +433,28 @@ func (s *Server) listBuilds(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	var runs []*buildRun
-	for _, id := range s.order {
-		if b := s.builds[id]; b.appID == app.ID {
-			runs = append(runs, b)
-		}
+	recs, err := s.appBuilds(r.Context(), app.ID)
+	if err != nil {
+		return err
 	}
-	s.mu.Unlock()
-	out := make([]buildJSON, 0, len(runs))
-	for _, b := range runs {
-		out = append(out, s.buildOut(app, b))
+	out := make([]buildJSON, 0, len(recs))
+	for _, rec := range recs {
+		out = append(out, s.buildJSONOf(app, rec))
 	}
 	return writePage(w, r, out,
 		byTime("created_at", func(b buildJSON) time.Time { return b.CreatedAt }),
 		byString("id", func(b buildJSON) string { return b.ID }))
+}
+
+// deleteAppBuilds forgets the build records of a deleted app.
+func (s *Server) deleteAppBuilds(ctx context.Context, appID string) {
+	entries, err := s.st.Builds.List(ctx, appID+".>")
+	if err != nil {
+		s.log.Error("list builds of deleted app", "app", appID, "err", err)
+	}
+	for _, e := range entries {
+		s.undo("build record", s.st.Builds.Delete(ctx, e.Key, 0))
+	}
 }
 
 // buildOutput streams a build's output: what it has so far, then live
@@ -351,7 +468,7 @@ func (s *Server) buildOutput(w http.ResponseWriter, r *http.Request) error {
 	b := s.builds[id]
 	s.mu.Unlock()
 	if b == nil {
-		return notFound("Couldn't find that build output: it may have been forgotten.")
+		return notFound("Couldn't find that build output: only the API node that ran the build keeps it, for its last 200 builds and until it restarts. The build's record is in `dyno builds`.")
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

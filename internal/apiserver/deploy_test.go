@@ -594,3 +594,62 @@ func TestDynoSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildRecordsOutliveTheServer: builds stay listed, with their status
+// and release, after the API server restarts; a build the restart cut
+// short reads as failed; deleting the app deletes its records.
+func TestBuildRecordsOutliveTheServer(t *testing.T) {
+	e := newEnv(t, 0)
+	e.createApp("kept")
+	good, _ := e.deploy("kept", tarball(t, goodSource...))
+	bad, _ := e.deploy("kept", tarball(t, file{"lib.py", "x"}))
+	if good.Status != "succeeded" || bad.Status != "failed" {
+		t.Fatalf("builds %s and %s, want succeeded and failed", good.Status, bad.Status)
+	}
+	// A build this node was running when it stopped, and one another node runs.
+	ctx := context.Background()
+	cut := model.Build{ID: "cut-short", AppID: good.App.ID, User: "admin@dyno.local", Status: "pending", Node: e.url,
+		Source: json.RawMessage(`{}`), CreatedAt: e.clock(), UpdatedAt: e.clock()}
+	other := cut
+	other.ID, other.Node = "elsewhere", "https://10.0.0.9:5000"
+	for _, b := range []model.Build{cut, other} {
+		if _, err := e.st.Builds.Put(ctx, model.BuildKey(b.AppID, b.ID), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	e.restart()
+
+	var got buildJSON
+	e.must(200, "GET", "/apps/kept/builds/"+good.ID, nil, &got)
+	if got.Status != "succeeded" || got.Release == nil || got.Release.Version != good.Release.Version || got.Slug == nil || got.Slug.ID != good.Slug.ID {
+		t.Errorf("after a restart the good build is %+v, want it as it was: %+v", got, good)
+	}
+	var list []buildJSON
+	e.must(200, "GET", "/apps/kept/builds", nil, &list)
+	status := map[string]string{}
+	for _, b := range list {
+		status[b.ID] = b.Status
+	}
+	want := map[string]string{good.ID: "succeeded", bad.ID: "failed", "cut-short": "failed", "elsewhere": "pending"}
+	for id, st := range want {
+		if status[id] != st {
+			t.Errorf("build %s listed as %q after a restart, want %q (all: %v)", id, status[id], st, status)
+		}
+	}
+	if rec, _, err := e.st.Builds.Get(ctx, model.BuildKey(good.App.ID, "cut-short")); err != nil || rec.Status != "failed" || !strings.Contains(rec.Failure, "stopped during the build") {
+		t.Errorf("the cut-short build's record is %+v (%v), want it rewritten as failed", rec, err)
+	}
+	// The output was in the old process's memory only.
+	resp := e.raw("GET", got.OutputStreamURL, nil)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || !strings.Contains(string(body), "dyno builds") {
+		t.Errorf("output of a forgotten build: %d %s, want 404 saying where the record is", resp.StatusCode, body)
+	}
+
+	e.must(200, "DELETE", "/apps/kept", nil, nil)
+	if left, err := e.st.Builds.List(ctx, good.App.ID+".>"); err != nil || len(left) != 0 {
+		t.Errorf("%d build records left after the app's deletion (%v)", len(left), err)
+	}
+}

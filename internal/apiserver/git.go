@@ -123,17 +123,13 @@ func (p gitPlatform) Deploy(ctx context.Context, appName, user, commit string, t
 	src, _ := json.Marshal(map[string]string{"url": s.cfg.PublicURL + "/" + app.Name + ".git", "version": commit})
 	now := s.cfg.Now().UTC()
 	b := &buildRun{id: newID(), appID: app.ID, user: user, out: newOutput(), status: "pending", source: src, createdAt: now, updatedAt: now}
-	s.mu.Lock()
-	if s.ctx.Err() != nil { // Close has begun: wg must not grow
-		s.mu.Unlock()
-		return 0, errors.New("the Dyno API is shutting down: push again shortly")
+	if err := s.startBuild(ctx, app, b, sourceID); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) {
+			return 0, errors.New("the Dyno API is shutting down: push again shortly")
+		}
+		return 0, err
 	}
-	s.builds[b.id] = b
-	s.order = append(s.order, b.id)
-	s.evictBuildsLocked()
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go s.runBuild(app, b, sourceID)
 
 	// Copy the output until the build ends; a pusher gone away stops
 	// reading, not waiting.

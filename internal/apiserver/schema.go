@@ -5,6 +5,7 @@ package apiserver
 // a release's config vars, one dyno size, a user's apps, one log drain.
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -119,7 +120,7 @@ func (s *Server) getSlug(w http.ResponseWriter, r *http.Request) error {
 			ID:           sl.ID,
 			Blob:         slugBlob{Method: "get", URL: s.cfg.PublicURL + "/slugs/" + sl.ID + "?token=" + s.token("slug", sl.ID)},
 			ProcessTypes: maps.Clone(sl.ProcessTypes), Stack: dynoStack(),
-			Commit:    s.slugCommit(app.ID, sl.ID),
+			Commit:    s.slugCommit(r.Context(), app.ID, sl.ID),
 			CreatedAt: sl.CreatedAt.UTC().Format(timeFormat), UpdatedAt: sl.CreatedAt.UTC().Format(timeFormat),
 		}
 		if out.ProcessTypes == nil {
@@ -137,15 +138,18 @@ func (s *Server) getSlug(w http.ResponseWriter, r *http.Request) error {
 }
 
 // slugCommit is the source version of the build that made the slug, when
-// this node ran it and the source had one (git pushes do).
-func (s *Server) slugCommit(appID, slugID string) *string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, b := range s.builds {
-		if b.appID != appID || b.slug == nil || b.slug.ID != slugID {
+// its source had one (git pushes do).
+func (s *Server) slugCommit(ctx context.Context, appID, slugID string) *string {
+	recs, err := s.appBuilds(ctx, appID)
+	if err != nil {
+		s.log.Warn("read the builds for a slug's commit", "app", appID, "err", err)
+		return nil
+	}
+	for _, rec := range recs {
+		if rec.SlugID != slugID {
 			continue
 		}
-		if commit := b.commit(); commit != "" {
+		if commit := sourceCommit(rec.Source); commit != "" {
 			return &commit
 		}
 	}

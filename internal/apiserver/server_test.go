@@ -31,8 +31,10 @@ type env struct {
 	srv  *Server
 	url  string
 
-	mu  sync.Mutex
-	now time.Time
+	mu      sync.Mutex
+	now     time.Time
+	handler http.Handler // e.srv's, swapped by restart
+	cfg     Config
 }
 
 func newEnv(t *testing.T, maxSource int64, opts ...func(*Config)) *env {
@@ -46,8 +48,12 @@ func newEnv(t *testing.T, maxSource int64, opts ...func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, st: st, logs: lp, now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	var h http.Handler
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		h := e.handler
+		e.mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(ts.Close)
 	e.url = ts.URL
 	cfg := Config{Domain: "dyno.test", RouterURLPort: "8080", PublicURL: ts.URL, AdminKey: testKey,
@@ -55,10 +61,23 @@ func newEnv(t *testing.T, maxSource int64, opts ...func(*Config)) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	e.cfg = cfg
 	e.srv = New(cfg, st, lp, build.New(st, lp, logger))
 	t.Cleanup(func() { e.srv.Close() })
-	h = e.srv.Handler()
+	e.handler = e.srv.Handler()
 	return e
+}
+
+// restart replaces the API server with a new one on the same store and
+// URL, as a restarted node: what was only in memory is gone.
+func (e *env) restart() {
+	e.t.Helper()
+	e.srv.Close()
+	srv := New(e.cfg, e.st, e.logs, build.New(e.st, e.logs, e.cfg.Logger))
+	e.t.Cleanup(func() { srv.Close() })
+	e.mu.Lock()
+	e.srv, e.handler = srv, srv.Handler()
+	e.mu.Unlock()
 }
 
 func (e *env) clock() time.Time {

@@ -21,6 +21,12 @@ func configAPI(t *testing.T) *fakeAPI {
 		rel(3, "Set GREETING config vars", true), rel(2, "Deploy 1a2b3c4d", false), rel(1, "Initial release", false),
 	})
 	api.handle("GET /apps/{app}/releases/{v}", http.StatusOK, rel(3, "Set GREETING config vars", true))
+	api.handle("GET /apps/{app}/builds", http.StatusOK, []any{
+		map[string]any{"id": "b-2", "status": "failed", "release": nil, "user": map[string]string{"email": "admin@dyno.local"},
+			"created_at": "2026-11-26T13:59:00Z"},
+		map[string]any{"id": "b-1", "status": "succeeded", "release": map[string]any{"id": "r", "version": 2},
+			"user": map[string]string{"email": "admin@dyno.local"}, "created_at": "2026-11-26T13:59:00Z"},
+	})
 	return api
 }
 
@@ -46,6 +52,9 @@ func TestConfigAndReleases(t *testing.T) {
 			"v3  Set GREETING config vars  admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n" +
 			"v2  Deploy 1a2b3c4d           admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n" +
 			"v1  Initial release           admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n", ""},
+		{[]string{"builds"}, "=== hello Builds\n" +
+			"b-2  failed     -   admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n" +
+			"b-1  succeeded  v2  admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n", ""},
 		{[]string{"releases:info", "v3"}, "=== Release v3\nBy:      admin@dyno.local\nChange:  Set GREETING config vars\n" +
 			"Current: true\nSlug:    slug-1\nStatus:  succeeded\nWhen:    2026/11/26 13:59:00 +0000 (~ 1m ago)\n", ""},
 	}

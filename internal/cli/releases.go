@@ -64,6 +64,56 @@ func (s *session) releasesCommand() *cobra.Command {
 	return cmd
 }
 
+func (s *session) buildsCommand() *cobra.Command {
+	var asJSON bool
+	var num int
+	cmd := &cobra.Command{
+		Use:   "builds",
+		Short: "list an app's newest builds, with their status and release",
+		Args:  cobra.NoArgs,
+	}
+	app := appFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if num < 1 {
+			return errors.New("--num must be at least 1")
+		}
+		c, name, err := s.target(*app)
+		if err != nil {
+			return err
+		}
+		rng := client.ListRange{Field: "created_at", Max: num, Descending: true}
+		if asJSON {
+			raw, err := c.RawRange(cmd.Context(), appPath(name, "builds"), rng)
+			if err != nil {
+				return err
+			}
+			return s.printJSON(raw)
+		}
+		builds, err := c.Builds(cmd.Context(), name, rng)
+		if err != nil {
+			return err
+		}
+		if len(builds) == 0 {
+			fmt.Fprintf(s.stdout, "No builds on %s: `git push` or `dyno deploy` makes one\n", name)
+			return nil
+		}
+		fmt.Fprintf(s.stdout, "=== %s Builds\n", name)
+		rows := make([][]string, len(builds))
+		for i, b := range builds {
+			rel := "-"
+			if b.Release != nil {
+				rel = fmt.Sprintf("v%d", b.Release.Version)
+			}
+			rows[i] = []string{b.ID, b.Status, rel, b.User.Email, s.when(b.CreatedAt)}
+		}
+		printTable(s, rows)
+		return nil
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	cmd.Flags().IntVarP(&num, "num", "n", 15, "how many builds to show")
+	return cmd
+}
+
 // describeRelease is the release's description, with its status when it is
 // not a plain success.
 func describeRelease(r client.Release) string {

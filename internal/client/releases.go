@@ -99,6 +99,7 @@ type Build struct {
 	Release         *ReleaseRef `json:"release"`
 	Slug            *Ref        `json:"slug"`
 	App             Ref         `json:"app"`
+	User            Owner       `json:"user"`
 	CreatedAt       time.Time   `json:"created_at"`
 	UpdatedAt       time.Time   `json:"updated_at"`
 }
@@ -118,6 +119,15 @@ func (c *Client) CreateBuild(ctx context.Context, app, sourceURL string) (*Build
 		return nil, err
 	}
 	return &b, nil
+}
+
+// Builds lists an app's builds; r pages them (Field defaults to
+// created_at), e.g. ListRange{Max: 15, Descending: true} for the newest.
+func (c *Client) Builds(ctx context.Context, app string, r ListRange) ([]Build, error) {
+	if r.Field == "" {
+		r.Field = "created_at"
+	}
+	return list[Build](ctx, c, "/apps/"+esc(app)+"/builds", r)
 }
 
 // Build gets one build.

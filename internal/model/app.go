@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
@@ -77,3 +78,26 @@ func ValidateConfigKey(key string) error {
 	}
 	return nil
 }
+
+// Build is the record of one build, kept for `builds` and the Platform
+// API after its node forgot the run (its output stays on that node, in
+// memory, while the node runs). Status is pending, succeeded or failed.
+type Build struct {
+	ID      string `json:"id"`
+	AppID   string `json:"app_id"`
+	User    string `json:"user"`
+	Status  string `json:"status"`
+	Failure string `json:"failure,omitempty"` // why a failed build failed
+	// Node is the API URL of the node that runs the build: a pending
+	// build of a node that restarted since is reported failed.
+	Node           string          `json:"node"`
+	ReleaseID      string          `json:"release_id,omitempty"`
+	ReleaseVersion int             `json:"release_version,omitempty"`
+	SlugID         string          `json:"slug_id,omitempty"`
+	Source         json.RawMessage `json:"source"`
+	CreatedAt      time.Time       `json:"created_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+}
+
+// BuildKey is the store key of an app's build.
+func BuildKey(appID, id string) string { return appID + "." + id }

@@ -25,6 +25,7 @@ type Store struct {
 	Apps        Bucket[model.App]        // app ID
 	AppNames    Bucket[model.AppName]    // app name
 	Releases    Bucket[model.Release]    // model.ReleaseKey
+	Builds      Bucket[model.Build]      // model.BuildKey
 	Formations  Bucket[model.Formation]  // app ID
 	Assignments Bucket[model.Assignment] // model.AssignmentKey
 	Statuses    Bucket[model.DynoStatus] // model.StatusKey
@@ -85,7 +86,7 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 		{"apps", 1, nil}, {"app-names", 1, nil}, {"releases", 1, nil}, {"formations", 1, nil},
 		{"assignments", 1, nil}, {"statuses", 1, nil}, {"hosts", 1, nil},
 		{"domains", 1, nil}, {"certs", 1, nil}, {"invoices", 1, nil},
-		{"drains", 1, nil}, {"oneoffs", 1, nil},
+		{"drains", 1, nil}, {"oneoffs", 1, nil}, {"builds", 1, nil},
 	}
 	opened := make(map[string]jetstream.KeyValue, len(kvs))
 	for _, b := range kvs {
@@ -112,6 +113,7 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 	s.Invoices = Bucket[model.Invoice]{opened["invoices"]}
 	s.Drains = Bucket[model.Drain]{opened["drains"]}
 	s.OneOffs = Bucket[model.OneOff]{opened["oneoffs"]}
+	s.Builds = Bucket[model.Build]{opened["builds"]}
 	if err := s.openScheduler(ctx, replicas); err != nil {
 		return nil, err
 	}

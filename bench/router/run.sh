@@ -27,6 +27,9 @@
 # HTTP load, and the top of the profile is printed.
 #
 # Run as root from anywhere: bash bench/router/run.sh
+# ROUNDS=3 measures every path three times, the paths taking turns (dyno,
+# nginx, HAProxy, dyno, ...), and reports the median of each figure: on a
+# shared VM one run of the same binary varies by 10-15 %.
 # (MODES="paced" ONLY="direct|dyno|nginx" PROFILE=0 narrows a run;
 # DYNOROUTER_BIN=path measures a prebuilt dynorouter instead of this tree's;
 # ROUTER_PROCS=1 gives the Dyno router GOMAXPROCS=1, the one worker
@@ -46,6 +49,7 @@ PACE_MS=${PACE_MS:-3}        # pause of each paced connection between requests
 PIN=${PIN:-1}
 PROFILE=${PROFILE:-1}
 MODES=${MODES:-peak paced low} # which of the three runs to make
+ROUNDS=${ROUNDS:-1}          # runs of each path; the report shows medians
 ONLY=${ONLY:-}               # a regexp: measure only the paths whose name matches (e.g. 'dyno|nginx')
 OUT=${OUT:-/tmp/dyno-bench-router-$(date +%Y%m%d-%H%M%S)}
 HOSTHDR="Host: benchapp.localhost"
@@ -255,20 +259,21 @@ serving_pid() { # name: the process whose CPU a path's requests cost (the proxy;
     nginx-*) echo "$NGINX_PID" ;; haproxy-*) echo "$HAPROXY_PID" ;;
   esac
 }
-measure() { # mode(peak|low|paced) name url
-  local mode=$1 name=$2 url=$3 conns=$CONNS pace=0
+measure() { # round mode(peak|low|paced) name url
+  local round=$1 mode=$2 name=$3 url=$4 conns=$CONNS pace=0 raw
   case "$mode" in low) conns=$LOW_CONNS ;; paced) conns=$PACE_CONNS; pace=$PACE_MS ;; esac
   "${LOAD[@]}" env WRK_PACE_MS="$pace" wrk -t1 -c"$conns" -d"${WARMUP}s" -H "$HOSTHDR" -s "$TMP/report.lua" "$url" > /dev/null
   local before after pid t0 t1
   pid=$(serving_pid "$name")
   before=$(cpu_busy)
   t0=$(proc_ticks "$pid")
-  "${LOAD[@]}" env WRK_PACE_MS="$pace" wrk -t1 -c"$conns" -d"${DURATION}s" -H "$HOSTHDR" -s "$TMP/report.lua" "$url" \
-    > "$OUT/wrk-$mode-$name.txt"
+  raw="$OUT/wrk-$mode-$name.txt"
+  [ "$ROUNDS" -gt 1 ] && raw="$OUT/wrk-$mode-$name-r$round.txt"
+  "${LOAD[@]}" env WRK_PACE_MS="$pace" wrk -t1 -c"$conns" -d"${DURATION}s" -H "$HOSTHDR" -s "$TMP/report.lua" "$url" > "$raw"
   t1=$(proc_ticks "$pid")
   after=$(cpu_busy)
   local line us
-  line=$(grep '^RESULT' "$OUT/wrk-$mode-$name.txt" | cut -d' ' -f2-)
+  line=$(grep '^RESULT' "$raw" | cut -d' ' -f2-)
   # CPU time the serving process spent per request, in µs: unlike req/s,
   # it hardly depends on what else the machine runs.
   us=$(echo "$line" | awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '{ if ($5 > 0) printf "%.1f", d * 1e6 / hz / $5; else print "-" }')
@@ -287,9 +292,11 @@ TARGETS=(
 )
 echo "layout: $LAYOUT; wrk -t1: $CONNS conns (peak), $PACE_CONNS conns paced ${PACE_MS} ms (moderate), $LOW_CONNS conns (low); ${WARMUP}s warm-up + ${DURATION}s each"
 for mode in $MODES; do
-  for t in "${TARGETS[@]}"; do
-    if [ -n "$ONLY" ] && ! [[ ${t%% *} =~ $ONLY ]]; then continue; fi
-    measure "$mode" $t
+  for round in $(seq 1 "$ROUNDS"); do
+    for t in "${TARGETS[@]}"; do
+      if [ -n "$ONLY" ] && ! [[ ${t%% *} =~ $ONLY ]]; then continue; fi
+      measure "$round" "$mode" $t
+    done
   done
 done
 
@@ -298,11 +305,20 @@ done
   echo
   echo "Router benchmark, $(date -u +%FT%TZ), $(nproc) CPUs, $LAYOUT"
   echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), $(go version | awk '{print $3}'), 1 KB body, HTTP/1.1 keep-alive"
+  [ "$ROUNDS" -gt 1 ] && echo "Each figure is the median of $ROUNDS runs (errors: their sum; cpu0 cpu1: the last run's)."
   echo
   awk -v conns="$CONNS" -v pconns="$PACE_CONNS" -v pms="$PACE_MS" -v lconns="$LOW_CONNS" '
-    { mode=$1; name=$2; has[mode]=1; rps[mode,name]=$3; p50[mode,name]=$4; p99[mode,name]=$5; err[mode,name]=$8+$9; us[mode,name]=$10
+    { mode=$1; name=$2; has[mode]=1; k=mode SUBSEP name; c=++runs[k]
+      vrps[k,c]=$3; vp50[k,c]=$4; vp99[k,c]=$5; err[mode,name]+=$8+$9; vus[k,c]=$10
       cpu[mode,name]=""; for (i=11; i<=NF; i++) cpu[mode,name]=cpu[mode,name] " " $i
       if (!(name in seen)) { seen[name]=1; order[++n]=name } }
+    # med is the median of the runs of k in v ("-" when a run has none).
+    function med(v, k,   m, i, j, t, a) {
+      m = runs[k]
+      for (i = 1; i <= m; i++) { if (v[k,i] == "-") return "-"; a[i] = v[k,i] + 0 }
+      for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+      return (m % 2) ? a[(m+1)/2] : (a[m/2] + a[m/2+1]) / 2
+    }
     function row(mode, name) {
       printf "| %-13s | %9s | %7.3f | %7.3f | %6d | %7s | %-10s |\n", name, rps[mode,name], p50[mode,name], p99[mode,name], err[mode,name], us[mode,name], cpu[mode,name]
     }
@@ -316,6 +332,8 @@ done
     }
     function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a/b) : "-" }
     END {
+      for (k in runs) { rps[k] = sprintf("%.0f", med(vrps, k)); p50[k] = med(vp50, k); p99[k] = med(vp99, k)
+        us[k] = med(vus, k); if (us[k] != "-") us[k] = sprintf("%.1f", us[k]) }
       table("peak", "Throughput: wrk -t1 -c" conns)
       table("paced", "Moderate load: wrk -t1 -c" pconns " paced " pms " ms between requests per connection (no wrk2 in Debian)")
       table("low", "Low concurrency: wrk -t1 -c" lconns " closed loop")

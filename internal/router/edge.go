@@ -101,7 +101,8 @@ func takes(req *http.Request) bool {
 // ServeHTTP is the handler of Go's server: it serves req itself, or
 // hijacks the connection into the loop.
 func (e *edge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if !takes(req) || e.closing.Load() {
+	// A connection that ends with this request is not worth the takeover.
+	if !takes(req) || req.Close || e.closing.Load() {
 		e.r.ServeHTTP(w, req)
 		return
 	}

@@ -337,3 +337,20 @@ func TestEdgeShutdownWaitsForRequests(t *testing.T) {
 		t.Fatal("the loop connection stayed open after Shutdown")
 	}
 }
+
+// TestEdgeLeavesClosingConnections: a first request that closes its
+// connection is served by Go's server, without the loop's takeover.
+func TestEdgeLeavesClosingConnections(t *testing.T) {
+	_, front, ed := edgeFront(t, ServerConfig{}, false)
+	rc := dialFront(t, front, false)
+	rc.send("GET /once HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n")
+	if code, body, _ := rc.read(); code != 200 || body != "GET /once  http" {
+		t.Fatalf("got %d %q", code, body)
+	}
+	if !rc.closed(3 * time.Second) {
+		t.Fatal("the connection stayed open after Connection: close")
+	}
+	if n := ed.served.Load(); n != 0 {
+		t.Fatalf("the loop served %d requests of a closing connection, want 0", n)
+	}
+}

@@ -74,7 +74,9 @@ func formatUUID(u [16]byte) string {
 // logLine formats the one router line of a request in Heroku's format
 // (heroku.md §2.4). Fields the router could not measure are empty (key=).
 func (s *reqState) logLine(now time.Time) model.LogLine {
-	b := make([]byte, 0, 256+len(s.req.RequestURI)+len(s.fwd))
+	// Built on the stack when it fits; the message is its one copy.
+	var buf [512]byte
+	b := buf[:0]
 	code := s.code
 	if code == nil {
 		b = append(b, "at=info"...)

@@ -130,7 +130,9 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 		Close() error
 	}, ln net.Listener) {
 		defer wg.Done()
+		stopped := make(chan struct{})
 		go func() {
+			defer close(stopped)
 			<-runCtx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -140,7 +142,9 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 		}()
 		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errs <- err
+			return
 		}
+		<-stopped // Serve returns when the shutdown begins: requests in progress finish first
 	}
 	wg.Add(1)
 	go serve(srv.Server, srv, httpLn)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -104,6 +105,7 @@ type buildRun struct {
 	id, appID string
 	user      string // who started it (its email)
 	out       *output
+	rev       uint64 // of the record startBuild made; set before runBuild starts
 
 	// guarded by Server.mu
 	status    string
@@ -171,7 +173,7 @@ func (s *Server) recordOf(b *buildRun) model.Build {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec := model.Build{
-		ID: b.id, AppID: b.appID, User: b.user, Status: b.status, Node: s.cfg.PublicURL,
+		ID: b.id, AppID: b.appID, User: b.user, Status: b.status, Node: s.cfg.NodeID, Boot: s.boot,
 		Source: b.source, CreatedAt: b.createdAt, UpdatedAt: b.updatedAt,
 	}
 	if b.failure != nil {
@@ -186,33 +188,57 @@ func (s *Server) recordOf(b *buildRun) model.Build {
 	return rec
 }
 
-// saveBuild writes the record of b to the store.
-func (s *Server) saveBuild(ctx context.Context, b *buildRun) error {
-	if _, err := s.st.Builds.Put(ctx, model.BuildKey(b.appID, b.id), s.recordOf(b)); err != nil {
-		return fmt.Errorf("record build %s: %w", b.id, err)
-	}
-	return nil
-}
-
 // startBuild records b, registers its run and starts it; runBuild ends it.
+// The run is registered first, so that no reader takes its record for
+// one a restart cut short.
 func (s *Server) startBuild(ctx context.Context, app model.App, b *buildRun, sourceID string) error {
-	if err := s.saveBuild(ctx, b); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	if s.ctx.Err() != nil { // Close has begun: wg must not grow
 		s.mu.Unlock()
-		b.status, b.failure = "failed", errors.New("the API server shut down before the build started")
-		s.undo("build record", s.saveBuild(context.WithoutCancel(ctx), b))
 		return &apiError{http.StatusServiceUnavailable, "unavailable", "The API server is shutting down: try again shortly."}
 	}
 	s.builds[b.id] = b
 	s.order = append(s.order, b.id)
 	s.evictBuildsLocked()
+	s.mu.Unlock()
+	rev, err := s.st.Builds.Create(ctx, model.BuildKey(b.appID, b.id), s.recordOf(b))
+	s.mu.Lock()
+	if err != nil || s.ctx.Err() != nil {
+		delete(s.builds, b.id)
+		s.order = slices.DeleteFunc(s.order, func(id string) bool { return id == b.id })
+		s.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("record build %s: %w", b.id, err)
+		}
+		s.undo("build record", s.st.Builds.Delete(context.WithoutCancel(ctx), model.BuildKey(b.appID, b.id), rev))
+		return &apiError{http.StatusServiceUnavailable, "unavailable", "The API server is shutting down: try again shortly."}
+	}
+	b.rev = rev // before runBuild, its one reader
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go s.runBuild(app, b, sourceID)
 	return nil
+}
+
+// finishBuild writes the outcome of b over the record startBuild made,
+// retrying a store that does not answer. A record changed or deleted
+// meanwhile (the app was deleted) is left as it is.
+func (s *Server) finishBuild(b *buildRun) {
+	key := model.BuildKey(b.appID, b.id)
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Second)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = s.st.Builds.Update(ctx, key, s.recordOf(b), b.rev)
+		cancel()
+		if err == nil || errors.Is(err, store.ErrConflict) {
+			return
+		}
+	}
+	s.log.Error("the build's outcome could not be recorded: after this node restarts, `dyno builds` shows it as failed",
+		"app", b.appID, "build", b.id, "err", err)
 }
 
 func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) error {
@@ -289,11 +315,7 @@ func (s *Server) runBuild(app model.App, b *buildRun, sourceID string) {
 	if err != nil {
 		s.log.Info("build failed", "app", app.Name, "build", b.id, "err", err)
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := s.saveBuild(sctx, b); err != nil {
-		s.log.Error("the build's outcome is not recorded: `builds` will show it as it was", "app", app.Name, "build", b.id, "err", err)
-	}
+	s.finishBuild(b)
 }
 
 // build runs the builder, then makes the release. The builder reports its
@@ -366,30 +388,25 @@ func (s *Server) findBuild(ctx context.Context, app model.App, id string) (model
 	if b != nil && b.appID == app.ID {
 		return s.recordOf(b), nil
 	}
-	rec, _, err := s.st.Builds.Get(ctx, model.BuildKey(app.ID, id))
+	rec, rev, err := s.st.Builds.Get(ctx, model.BuildKey(app.ID, id))
 	if errors.Is(err, store.ErrNotFound) {
 		return model.Build{}, notFound("Couldn't find that build.")
 	}
 	if err != nil {
 		return model.Build{}, fmt.Errorf("read build %s: %w", id, err)
 	}
-	return s.settleStale(ctx, rec), nil
+	return s.settleStale(ctx, rec, rev), nil
 }
 
-// settleStale reports as failed a pending build this node started but no
-// longer runs: the node restarted during it. The record is corrected too.
-func (s *Server) settleStale(ctx context.Context, rec model.Build) model.Build {
-	if rec.Status != "pending" || rec.Node != s.cfg.PublicURL {
-		return rec
-	}
-	s.mu.Lock()
-	_, running := s.builds[rec.ID]
-	s.mu.Unlock()
-	if running {
+// settleStale reports as failed a pending build that an earlier process of
+// this node started: the node restarted during it. The record at rev is
+// corrected too, unless it changed meanwhile.
+func (s *Server) settleStale(ctx context.Context, rec model.Build, rev uint64) model.Build {
+	if rec.Status != "pending" || rec.Node != s.cfg.NodeID || rec.Boot == s.boot {
 		return rec
 	}
 	rec.Status, rec.Failure, rec.UpdatedAt = "failed", "the API server stopped during the build: push or create the build again", s.cfg.Now().UTC()
-	if _, err := s.st.Builds.Put(ctx, model.BuildKey(rec.AppID, rec.ID), rec); err != nil {
+	if _, err := s.st.Builds.Update(ctx, model.BuildKey(rec.AppID, rec.ID), rec, rev); err != nil && !errors.Is(err, store.ErrConflict) {
 		s.log.Warn("correct a stale build record", "build", rec.ID, "err", err)
 	}
 	return rec
@@ -410,7 +427,7 @@ func (s *Server) appBuilds(ctx context.Context, appID string) ([]model.Build, er
 		if b != nil {
 			recs = append(recs, s.recordOf(b))
 		} else {
-			recs = append(recs, s.settleStale(ctx, e.Value))
+			recs = append(recs, s.settleStale(ctx, e.Value, e.Revision))
 		}
 	}
 	return recs, nil

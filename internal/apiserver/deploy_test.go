@@ -608,10 +608,10 @@ func TestBuildRecordsOutliveTheServer(t *testing.T) {
 	}
 	// A build this node was running when it stopped, and one another node runs.
 	ctx := context.Background()
-	cut := model.Build{ID: "cut-short", AppID: good.App.ID, User: "admin@dyno.local", Status: "pending", Node: e.url,
-		Source: json.RawMessage(`{}`), CreatedAt: e.clock(), UpdatedAt: e.clock()}
+	cut := model.Build{ID: "cut-short", AppID: good.App.ID, User: "admin@dyno.local", Status: "pending",
+		Node: e.cfg.NodeID, Boot: e.srv.boot, Source: json.RawMessage(`{}`), CreatedAt: e.clock(), UpdatedAt: e.clock()}
 	other := cut
-	other.ID, other.Node = "elsewhere", "https://10.0.0.9:5000"
+	other.ID, other.Node = "elsewhere", "host-other"
 	for _, b := range []model.Build{cut, other} {
 		if _, err := e.st.Builds.Put(ctx, model.BuildKey(b.AppID, b.ID), b); err != nil {
 			t.Fatal(err)

@@ -140,16 +140,16 @@ func (s *Server) getSlug(w http.ResponseWriter, r *http.Request) error {
 // slugCommit is the source version of the build that made the slug, when
 // its source had one (git pushes do).
 func (s *Server) slugCommit(ctx context.Context, appID, slugID string) *string {
-	recs, err := s.appBuilds(ctx, appID)
+	entries, err := s.st.Builds.List(ctx, appID+".>")
 	if err != nil {
 		s.log.Warn("read the builds for a slug's commit", "app", appID, "err", err)
 		return nil
 	}
-	for _, rec := range recs {
-		if rec.SlugID != slugID {
+	for _, e := range entries {
+		if e.Value.SlugID != slugID {
 			continue
 		}
-		if commit := sourceCommit(rec.Source); commit != "" {
+		if commit := sourceCommit(e.Value.Source); commit != "" {
 			return &commit
 		}
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	// PublicURL is this API's base URL as clients reach it; secret URLs
 	// (put_url, get_url, output_stream_url, logplex_url) are built on it.
 	PublicURL string
+	// NodeID names this API node among the cluster's (its host ID), for
+	// the build records; "" on a single node is fine.
+	NodeID string
 	// AdminKey is the admin's API key (the admin is adminUser); users
 	// have keys of their own (accounts.go). With none, only users' keys work.
 	AdminKey string
@@ -99,6 +102,7 @@ type Server struct {
 	b      *build.Builder
 	log    *slog.Logger
 	secret []byte // signs the secret URLs
+	boot   string // this process, in the build records it writes
 	mux    *http.ServeMux
 
 	// ctx is cancelled by Close; builds and log tails run under it.
@@ -145,6 +149,7 @@ func New(cfg Config, st *store.Store, logs *logplex.Logplex, b *build.Builder) *
 	s := &Server{
 		cfg: cfg, st: st, logs: logs, b: b, log: cfg.Logger,
 		secret:   make([]byte, 32),
+		boot:     newID(),
 		builds:   map[string]*buildRun{},
 		sessions: map[string]*logSession{},
 	}

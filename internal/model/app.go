@@ -88,9 +88,11 @@ type Build struct {
 	User    string `json:"user"`
 	Status  string `json:"status"`
 	Failure string `json:"failure,omitempty"` // why a failed build failed
-	// Node is the API URL of the node that runs the build: a pending
-	// build of a node that restarted since is reported failed.
+	// Node is the host ID of the API node that runs the build, Boot that
+	// node's process: a pending build of an earlier process of the same
+	// node was cut short by a restart.
 	Node           string          `json:"node"`
+	Boot           string          `json:"boot"`
 	ReleaseID      string          `json:"release_id,omitempty"`
 	ReleaseVersion int             `json:"release_version,omitempty"`
 	SlugID         string          `json:"slug_id,omitempty"`

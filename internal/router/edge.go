@@ -58,6 +58,7 @@ type edge struct {
 	active atomic.Int64
 	mu     sync.Mutex
 	conns  map[*edgeConn]struct{}
+	closed bool      // Close was called: connections entering the loop close
 	pool   sync.Pool // *edgeConn, with its buffers
 	// Requests the loop served and connections it handed off, for tests.
 	served, handoffs atomic.Int64
@@ -166,6 +167,9 @@ func (e *edge) serveConn(nc net.Conn, hbr *bufio.Reader, first *http.Request) {
 	c.account(1)
 	e.mu.Lock()
 	e.conns[c] = struct{}{}
+	if e.closed {
+		nc.Close() // Close came between the hijack and now: the loop ends at once
+	}
 	e.mu.Unlock()
 
 	handedOff := c.run(first)
@@ -555,6 +559,7 @@ func (e *edge) wait(ctx context.Context) error {
 // closeAll closes every loop connection and the handed-off ones.
 func (e *edge) closeAll() {
 	e.mu.Lock()
+	e.closed = true
 	for c := range e.conns {
 		c.nc.Close()
 	}

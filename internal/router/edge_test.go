@@ -290,10 +290,10 @@ func TestHeadEnd(t *testing.T) {
 func TestEdgeShutdownWaitsForRequests(t *testing.T) {
 	e, front, ed := edgeFront(t, ServerConfig{}, false)
 	got, release := make(chan struct{}), make(chan struct{})
-	var releaseOnce sync.Once
+	var gotOnce, releaseOnce sync.Once
 	free := func() { releaseOnce.Do(func() { close(release) }) }
 	slow := dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
-		close(got)
+		gotOnce.Do(func() { close(got) })
 		<-release
 		io.WriteString(w, "finished")
 	})
@@ -306,7 +306,11 @@ func TestEdgeShutdownWaitsForRequests(t *testing.T) {
 	rc.send(getReq("first")) // Go's server serves it, then hands the connection to the loop
 	rc.read()
 	rc.send("GET /slow HTTP/1.1\r\nHost: slow.localhost\r\n\r\n")
-	<-got
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slow request did not reach its dyno within 5 s")
+	}
 	if n := ed.served.Load(); n != 2 {
 		t.Fatalf("the loop served %d requests, want 2: the slow one is not on a loop connection", n)
 	}

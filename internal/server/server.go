@@ -245,7 +245,7 @@ func Run(ctx context.Context, cfg Config) error {
 	obs := newServerObservability()
 	obs.Registry.MustRegister(PlatformCollector(st, 0, nil))
 	api := apiserver.New(apiserver.Config{
-		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, AdminKey: adminKey, Logger: log.With("role", "api"),
+		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, NodeID: hostID, AdminKey: adminKey, Logger: log.With("role", "api"),
 		CACertPEM: platformTLS.CAPEM, Meter: meter, Drains: drains,
 		Rendezvous: rdv, RendezvousAddr: rdvAddr, SchedulerNow: schedClock.Now, Git: gitConfig(cfg, dataDir, apiLn.Addr().String(), log),
 	}, st, logs, newBuilder(cfg, st, logs, log, dataDir, rt))
@@ -301,7 +301,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// the router's servers stop their own connection loop too.
 	serve := func(srv *http.Server, stop stopper, ln net.Listener) func(context.Context) error {
 		return func(ctx context.Context) error {
+			stopped := make(chan struct{})
 			go func() {
+				defer close(stopped)
 				<-ctx.Done()
 				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
@@ -312,6 +314,9 @@ func Run(ctx context.Context, cfg Config) error {
 			if err := serveOn(srv, ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
+			// Serve returns when the shutdown begins: the requests in
+			// progress finish before the roles behind them stop.
+			<-stopped
 			return nil
 		}
 	}

@@ -83,13 +83,19 @@ func (s *Server) putSource(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getSource(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if !s.validToken(r, "source", id) {
-		return notFound("Couldn't find that source.")
+	return s.serveBlob(w, r, s.st.Sources, "source", r.PathValue("id"),
+		"Couldn't find that source.", "Couldn't find that source: upload it to its put_url first.")
+}
+
+// serveBlob serves the blob id of blobs at its secret URL (a token of
+// kind): invalid is the answer to a bad token, missing to an absent blob.
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, blobs store.Blobs, kind, id, invalid, missing string) error {
+	if !s.validToken(r, kind, id) {
+		return notFound(invalid)
 	}
-	rc, err := s.st.Sources.Get(r.Context(), id)
+	rc, err := blobs.Get(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		return notFound("Couldn't find that source: upload it to its put_url first.")
+		return notFound(missing)
 	}
 	if err != nil {
 		return err

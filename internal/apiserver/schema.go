@@ -7,16 +7,13 @@ package apiserver
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/dyno-platform/dyno/internal/model"
-	"github.com/dyno-platform/dyno/internal/store"
 )
 
 //go:generate go run ./schemagen -heroku ../../../shared/reference/heroku-platform-api-schema.json -dyno schemagen/dyno.json -out schema.json
@@ -158,21 +155,8 @@ func (s *Server) slugCommit(ctx context.Context, appID, slugID string) *string {
 
 // downloadSlug serves a slug's tarball at its blob URL (secret in the URL).
 func (s *Server) downloadSlug(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("slug")
-	if !s.validToken(r, "slug", id) {
-		return notFound("Couldn't find that slug.")
-	}
-	rc, err := s.st.Slugs.Get(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("Couldn't find that slug: it was deleted with its app.")
-	}
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	_, err = io.Copy(w, rc)
-	return err
+	return s.serveBlob(w, r, s.st.Slugs, "slug", r.PathValue("slug"),
+		"Couldn't find that slug.", "Couldn't find that slug: it was deleted with its app.")
 }
 
 // getReleaseConfig is Heroku's config-var "Info for App Release".

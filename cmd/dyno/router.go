@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,6 +48,9 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		fmt.Fprintf(stderr, "dyno router: %v\n", err)
 		return 2
+	}
+	if gc := router.TuneGC(); gc != "" {
+		log.Debug("garbage collector tuned for routing", "set", gc)
 	}
 	if err := routerMain(ctx, routerFlags{*natsURL, *creds, *httpAddr, *httpsAddr, *tlsDir, *domain, *metricsAddr}, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "dyno router: %v\n", err)
@@ -125,7 +127,8 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 	go func() { defer wg.Done(); errs <- rtr.Run(runCtx) }()
 	// serve serves s on ln until the router stops, then stops it through
 	// stop: the router's servers stop their own connection loop too.
-	serve := func(s *http.Server, stop interface {
+	serve := func(s interface {
+		Serve(net.Listener) error
 		Shutdown(context.Context) error
 		Close() error
 	}, ln net.Listener) {
@@ -136,8 +139,8 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 			<-runCtx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if stop.Shutdown(sctx) != nil {
-				stop.Close() // WebSockets and long requests do not wait
+			if s.Shutdown(sctx) != nil {
+				s.Close() // WebSockets and long requests do not wait
 			}
 		}()
 		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -147,7 +150,7 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 		<-stopped // Serve returns when the shutdown begins: requests in progress finish first
 	}
 	wg.Add(1)
-	go serve(srv.Server, srv, httpLn)
+	go serve(srv, httpLn)
 	if platformTLS != nil {
 		httpsLn, err := net.Listen("tcp", f.httpsAddr)
 		if err != nil {
@@ -161,9 +164,8 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 		go func() { defer wg.Done(); errs <- tlsCerts.Run(runCtx) }()
 		httpsSrv := router.NewHTTPServer(rtr, router.ServerConfig{Logger: log})
 		httpsSrv.TLSConfig = tlsCerts.TLSConfig()
-		// Serve enables HTTP/2 on a TLS listener whose config offers h2.
 		wg.Add(1)
-		go serve(httpsSrv.Server, httpsSrv, tls.NewListener(httpsLn, httpsSrv.TLSConfig))
+		go serve(httpsSrv, httpsLn) // TLS and HTTP/2: the server has a TLS config
 		fmt.Fprintf(stdout, "HTTPS on %s\n", httpsLn.Addr())
 	}
 	if metricsLn != nil {
@@ -171,7 +173,7 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 		mux.Handle("GET /metrics", rtr.MetricsHandler())
 		wg.Add(1)
 		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go serve(ms, ms, metricsLn)
+		go serve(ms, metricsLn)
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", metricsLn.Addr())
 	}
 	fmt.Fprintf(stdout, "Dyno router on %s for <app>.%s, following %s\n", httpLn.Addr(), f.domain, f.natsURL)

@@ -219,6 +219,7 @@ func startFront(t testing.TB, r *Router, cfg ServerConfig, tlsOn bool) (*httptes
 	srv := NewHTTPServer(r, cfg)
 	front := httptest.NewUnstartedServer(nil)
 	front.Config = srv.Server
+	front.Listener = sysListener{front.Listener} // as Server.Serve serves
 	if tlsOn {
 		front.StartTLS()
 	} else {

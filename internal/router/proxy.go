@@ -385,6 +385,9 @@ func (r *Router) newTransport() *http.Transport {
 func (r *Router) dialDyno(ctx context.Context, addr string) (net.Conn, error) {
 	start := r.now()
 	c, err := r.dialer.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		c = newSysConn(c)
+	}
 	// The request's context reaches the dial (Transport keeps its values).
 	if s := stateOf(ctx); s != nil {
 		s.connect.Store(int64(r.now().Sub(start)))

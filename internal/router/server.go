@@ -185,3 +185,20 @@ type clientConn struct {
 }
 
 type clientConnKey struct{}
+
+// Serve serves clients on ln until Shutdown or Close: over TLS when
+// TLSConfig is set (HTTP/2 included: ServeTLS adds h2 to its protocols),
+// plain HTTP otherwise. ln is the plain TCP listener in both cases: its
+// connections make their system calls as sysConn explains.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.TLSConfig != nil {
+		return s.Server.ServeTLS(sysListener{ln}, "", "")
+	}
+	return s.Server.Serve(sysListener{ln})
+}
+
+// ServeTLS serves HTTPS on ln, as http.Server's ServeTLS does, with the
+// connections of Serve.
+func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
+	return s.Server.ServeTLS(sysListener{ln}, certFile, keyFile)
+}

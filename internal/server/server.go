@@ -299,7 +299,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// serve serves srv on ln until ctx ends, then stops it through stop:
 	// the router's servers stop their own connection loop too.
-	serve := func(srv *http.Server, stop stopper, ln net.Listener) func(context.Context) error {
+	serve := func(srv server, ln net.Listener) func(context.Context) error {
 		return func(ctx context.Context) error {
 			stopped := make(chan struct{})
 			go func() {
@@ -307,11 +307,11 @@ func Run(ctx context.Context, cfg Config) error {
 				<-ctx.Done()
 				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				if stop.Shutdown(sctx) != nil {
-					stop.Close() // WebSockets and stalled uploads do not wait
+				if srv.Shutdown(sctx) != nil {
+					srv.Close() // WebSockets and stalled uploads do not wait
 				}
 			}()
-			if err := serveOn(srv, ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			// Serve returns when the shutdown begins: the requests in
@@ -321,7 +321,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	stopRouterWatch := start("router", rtr.Run)
-	stopHTTP := start("router http", serve(httpSrv.Server, httpSrv, httpLn))
+	stopHTTP := start("router http", serve(httpSrv, httpLn))
 	tlsCerts := certs.NewManager(certs.ManagerConfig{Platform: platformTLS, Logger: log}, st)
 	stopCerts := start("certificates", tlsCerts.Run)
 	stopHTTPS := func() {}
@@ -330,7 +330,7 @@ func Run(ctx context.Context, cfg Config) error {
 		_, httpsPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 		httpsSrv := router.NewHTTPServer(rtr, router.ServerConfig{Logger: log})
 		httpsSrv.TLSConfig = tlsCerts.TLSConfig()
-		stopHTTPS = start("router https", serve(httpsSrv.Server, httpsSrv, httpsLn))
+		stopHTTPS = start("router https", serve(httpsSrv, httpsLn))
 	}
 	obs.AddText(rtr.MetricsHandler()) // the router's own exposition, on the same /metrics
 	stopMetrics, err := obs.Serve(ctx, cfg.MetricsAddr, log, cfg.Out)
@@ -342,7 +342,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if leader == nil {
 		stopDrains = start("log drains", drains.Run)
 	}
-	stopAPI := start("api", serve(apiSrv, apiSrv, apiLn))
+	stopAPI := start("api", serve(apiSrv, apiLn))
 	stopRendezvous := start("rendezvous", rdv.Run)
 	stopAgent := func() {}
 	if !cfg.NoAgent {
@@ -514,20 +514,13 @@ func hostMemoryMB() int {
 	return kb / 1024
 }
 
-// stopper shuts a server down: an *http.Server, or a *router.Server,
-// whose connection loop Go's server does not track.
-type stopper interface {
+// server is what the platform serves on a listener: an *http.Server, or
+// a *router.Server, which serves TLS itself when it has a TLS config and
+// stops its own connection loop, which Go's server does not track.
+type server interface {
+	Serve(net.Listener) error
 	Shutdown(context.Context) error
 	Close() error
-}
-
-// serveOn serves srv on ln, over TLS when srv has a TLS config: ServeTLS
-// (rather than Serve on a TLS listener) also sets up HTTP/2.
-func serveOn(srv *http.Server, ln net.Listener) error {
-	if srv.TLSConfig != nil {
-		return srv.ServeTLS(ln, "", "")
-	}
-	return srv.Serve(ln)
 }
 
 // gitConfig sets up the apps' git remotes: repositories in DATA/repos,

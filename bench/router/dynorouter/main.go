@@ -54,6 +54,7 @@ func main() {
 		log.Fatal("dynorouter: -backend is required: the host:port of at least one backend")
 	}
 	o.backends = strings.Split(backends, ",")
+	router.TuneGC() // as dyno server and dyno router do
 	if err := run(o); err != nil {
 		log.Fatalf("dynorouter: %v", err)
 	}

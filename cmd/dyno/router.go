@@ -18,6 +18,7 @@ import (
 	"github.com/dyno-platform/dyno/internal/certs"
 	"github.com/dyno-platform/dyno/internal/logplex"
 	"github.com/dyno-platform/dyno/internal/router"
+	"github.com/dyno-platform/dyno/internal/server"
 	"github.com/dyno-platform/dyno/internal/store"
 )
 
@@ -125,29 +126,11 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 	errs := make(chan error, 5)
 	wg.Add(1)
 	go func() { defer wg.Done(); errs <- rtr.Run(runCtx) }()
-	// serve serves s on ln until the router stops, then stops it through
-	// stop: the router's servers stop their own connection loop too.
-	serve := func(s interface {
-		Serve(net.Listener) error
-		Shutdown(context.Context) error
-		Close() error
-	}, ln net.Listener) {
+	serve := func(s server.Servable, ln net.Listener) {
 		defer wg.Done()
-		stopped := make(chan struct{})
-		go func() {
-			defer close(stopped)
-			<-runCtx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if s.Shutdown(sctx) != nil {
-				s.Close() // WebSockets and long requests do not wait
-			}
-		}()
-		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := server.ServeUntil(runCtx, s, ln, 5*time.Second); err != nil {
 			errs <- err
-			return
 		}
-		<-stopped // Serve returns when the shutdown begins: requests in progress finish first
 	}
 	wg.Add(1)
 	go serve(srv, httpLn)

@@ -297,28 +297,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 		return func() { cancel(); <-done }
 	}
-	// serve serves srv on ln until ctx ends, then stops it through stop:
-	// the router's servers stop their own connection loop too.
-	serve := func(srv server, ln net.Listener) func(context.Context) error {
-		return func(ctx context.Context) error {
-			stopped := make(chan struct{})
-			go func() {
-				defer close(stopped)
-				<-ctx.Done()
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if srv.Shutdown(sctx) != nil {
-					srv.Close() // WebSockets and stalled uploads do not wait
-				}
-			}()
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			// Serve returns when the shutdown begins: the requests in
-			// progress finish before the roles behind them stop.
-			<-stopped
-			return nil
-		}
+	serve := func(srv Servable, ln net.Listener) func(context.Context) error {
+		return func(ctx context.Context) error { return ServeUntil(ctx, srv, ln, 5*time.Second) }
 	}
 	stopRouterWatch := start("router", rtr.Run)
 	stopHTTP := start("router http", serve(httpSrv, httpLn))
@@ -514,13 +494,41 @@ func hostMemoryMB() int {
 	return kb / 1024
 }
 
-// server is what the platform serves on a listener: an *http.Server, or
+// Servable is what the platform serves on a listener: an *http.Server, or
 // a *router.Server, which serves TLS itself when it has a TLS config and
 // stops its own connection loop, which Go's server does not track.
-type server interface {
+type Servable interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
 	Close() error
+}
+
+// ServeUntil serves srv on ln until ctx ends, then shuts it down: the
+// requests in progress get up to grace to finish, then what is left
+// (WebSockets, stalled uploads) is closed. It returns once the shutdown is
+// over (Serve itself returns as soon as it begins), or at once with the
+// error that stopped Serve.
+func ServeUntil(ctx context.Context, srv Servable, ln net.Listener, grace time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		sctx, cancelShutdown := context.WithTimeout(context.Background(), grace)
+		defer cancelShutdown()
+		if srv.Shutdown(sctx) != nil {
+			srv.Close()
+		}
+	}()
+	err := srv.Serve(ln)
+	if !errors.Is(err, http.ErrServerClosed) {
+		cancel()
+		<-stopped
+		return err
+	}
+	<-stopped
+	return nil
 }
 
 // gitConfig sets up the apps' git remotes: repositories in DATA/repos,

@@ -18,7 +18,6 @@ import (
 	"github.com/dyno-platform/dyno/internal/cli"
 	"github.com/dyno-platform/dyno/internal/gitserver"
 	"github.com/dyno-platform/dyno/internal/metering"
-	"github.com/dyno-platform/dyno/internal/router"
 	"github.com/dyno-platform/dyno/internal/runtime"
 	"github.com/dyno-platform/dyno/internal/server"
 )
@@ -113,10 +112,6 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return 2
 		}
 		cfg.SchedulerTimeStart = time.Unix(sec, 0)
-	}
-	// The server runs a router: it gets the router's collector setting.
-	if gc := router.TuneGC(); gc != "" {
-		cfg.Logger.Debug("garbage collector tuned for routing", "set", gc)
 	}
 	if err := server.Run(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "dyno server: %v\n", err)

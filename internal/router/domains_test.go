@@ -111,13 +111,14 @@ func tlsFront(t *testing.T, e *env, m *certs.Manager) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: e.r, TLSConfig: m.TLSConfig()}
+	srv := NewHTTPServer(e.r, ServerConfig{})
+	srv.TLSConfig = m.TLSConfig()
 	done := make(chan error, 1)
-	go func() { done <- srv.ServeTLS(ln, "", "") }()
+	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
 		srv.Close()
 		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("ServeTLS: %v", err)
+			t.Errorf("Serve: %v", err)
 		}
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -174,6 +175,22 @@ func TestHTTPS(t *testing.T) {
 	l := e.logs.next(t)
 	if !strings.HasSuffix(l.line.Message, " protocol=https tls=true tls_version=tls1.3") {
 		t.Fatalf("router log line %q, want protocol=https tls=true tls_version=tls1.3", l.line.Message)
+	}
+	// HTTP/1.1 over TLS: the second request of the connection is the
+	// connection loop's.
+	h1 := tlsClient(t, p.CertPool())
+	h1.Transport.(*http.Transport).ForceAttemptHTTP2 = false
+	for i := 0; i < 2; i++ {
+		resp, err := h1.Get("https://hello.localhost:" + port + "/")
+		if err != nil {
+			t.Fatalf("HTTP/1.1 over TLS, request %d: %v", i+1, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 1 || !strings.HasPrefix(string(body), "proto=https ") {
+			t.Fatalf("HTTP/1.1 over TLS, request %d: %d over %s, %q", i+1, resp.StatusCode, resp.Proto, body)
+		}
+		e.logs.next(t)
 	}
 
 	// A custom domain with an uploaded certificate gets it by SNI; a client

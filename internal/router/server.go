@@ -79,7 +79,8 @@ type ServerConfig struct {
 // Server is the http.Server that serves a router to clients, made by
 // NewHTTPServer. Its Shutdown and Close also cover the connections the
 // router's own loop serves (edge.go), which Go's server no longer tracks
-// once it handed them over.
+// once it handed them over. Serve it with its Serve or ServeTLS: the
+// embedded server's ListenAndServe* would skip sysConn.
 type Server struct {
 	*http.Server
 	edge *edge

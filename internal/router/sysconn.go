@@ -11,7 +11,9 @@ import (
 
 // sysConn is a TCP connection whose reads and writes make their system
 // calls with syscall.RawSyscall, through Go's poller (syscall.RawConn):
-// deadlines, Close and the wait for readiness behave as net.TCPConn's.
+// deadlines, Close, errors and the wait for readiness are net.TCPConn's.
+// ReadFrom, WriteTo (splice, sendfile) and CloseWrite are the embedded
+// net.TCPConn's own.
 //
 // Why: a write to a socket delivers the data to the other end inside the
 // system call (on one host, through its whole TCP receive path), which can
@@ -21,7 +23,9 @@ import (
 // again on return. Under load that churn of threads cost the router about
 // 2 µs of CPU per request (bench/router; perf showed the monitor waking
 // every 20 µs). The sockets are non-blocking: a raw call never blocks,
-// and waits for readiness go through the poller as before.
+// and waits for readiness go through the poller as before. The price: a
+// call that takes long in the kernel (memory reclaim) holds its P, and a
+// stop-the-world of the collector waits for it.
 type sysConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
@@ -39,10 +43,12 @@ type sysConn struct {
 	writeFn func(uintptr) bool
 }
 
-// newSysConn wraps c; any other connection is returned as it is.
+// newSysConn wraps c; any other connection is returned as it is, and so
+// is every connection of a race-detector build: raw system calls are
+// invisible to it (raceSyscalls).
 func newSysConn(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
-	if !ok {
+	if !ok || raceSyscalls {
 		return c
 	}
 	rc, err := tc.SyscallConn()
@@ -75,7 +81,7 @@ func (c *sysConn) rawRead(fd uintptr) bool {
 // Read reads as net.TCPConn's Read does.
 func (c *sysConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
-		return 0, nil
+		return 0, renameOp(c.rc.Read(done), "read") // an error only when closed
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -114,7 +120,7 @@ func (c *sysConn) rawWrite(fd uintptr) bool {
 // Write writes all of p, as net.TCPConn's Write does.
 func (c *sysConn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
-		return 0, nil
+		return 0, renameOp(c.rc.Write(done), "write")
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -133,6 +139,9 @@ func (c *sysConn) Write(p []byte) (int, error) {
 func (c *sysConn) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }
+
+// done is the RawConn function of an empty read or write.
+func done(uintptr) bool { return true }
 
 // renameOp names the operation of a RawConn error ("raw-read") as
 // net.TCPConn would ("read"): the error reads the same in the logs.

@@ -15,6 +15,9 @@ import (
 // router's servers wrap client connections, and the plain dialed end.
 func sysPair(t *testing.T) (*sysConn, *net.TCPConn) {
 	t.Helper()
+	if raceSyscalls {
+		t.Skip("the race detector's build keeps net.TCPConn (sysconn_race.go)")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -100,12 +103,19 @@ func TestSysConnBehavesAsTCPConn(t *testing.T) {
 				t.Fatalf("Read after a reset = %v, want a read OpError with ECONNRESET", err)
 			}
 		}},
-		{"empty reads and writes do nothing", func(t *testing.T, c *sysConn, peer *net.TCPConn) {
+		{"empty reads and writes do nothing, but fail once closed", func(t *testing.T, c *sysConn, peer *net.TCPConn) {
 			if n, err := c.Read(nil); n != 0 || err != nil {
 				t.Fatalf("Read(nil) = %d, %v", n, err)
 			}
 			if n, err := c.Write(nil); n != 0 || err != nil {
 				t.Fatalf("Write(nil) = %d, %v", n, err)
+			}
+			c.Close()
+			if _, err := c.Read(nil); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Read(nil) once closed = %v, want net.ErrClosed", err)
+			}
+			if _, err := c.Write(nil); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Write(nil) once closed = %v, want net.ErrClosed", err)
 			}
 		}},
 	}

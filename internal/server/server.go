@@ -494,9 +494,10 @@ func hostMemoryMB() int {
 	return kb / 1024
 }
 
-// Servable is what the platform serves on a listener: an *http.Server, or
-// a *router.Server, which serves TLS itself when it has a TLS config and
-// stops its own connection loop, which Go's server does not track.
+// Servable is what the platform serves on a listener: an *http.Server
+// (plain HTTP: its Serve ignores TLSConfig), or a *router.Server, which
+// serves TLS itself when it has a TLS config and stops its own connection
+// loop, which Go's server does not track.
 type Servable interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error

@@ -31,6 +31,7 @@
 # nginx, HAProxy, dyno, ...), and reports the median of each figure: on a
 # shared VM one run of the same binary varies by 10-15 %.
 # (MODES="paced" ONLY="direct|dyno|nginx" PROFILE=0 narrows a run;
+# EVLOOP=1 adds the event-loop measurement of bench/router/evloop;
 # DYNOROUTER_BIN=path measures a prebuilt dynorouter instead of this tree's;
 # ROUTER_PROCS=1 gives the Dyno router GOMAXPROCS=1, the one worker
 # nginx and HAProxy get here, when PIN=0 would let it use every CPU.)
@@ -217,6 +218,18 @@ EOF
 PIDS+=($!)
 HAPROXY_PID=$!
 
+# EVLOOP=1 adds bench/router/evloop, a measurement of an event-loop design
+# (not a router: see its doc comment), as the path "evloop-http".
+EVLOOP_PID=
+if [ "${EVLOOP:-0}" = 1 ]; then
+  EV_HTTP=$(free_port)
+  go build -o "$TMP/evloop" ./bench/router/evloop
+  "${PROXY[@]}" "$TMP/evloop" -listen "127.0.0.1:$EV_HTTP" -backend "127.0.0.1:$BACK" > "$TMP/evloop.log" 2>&1 &
+  PIDS+=($!)
+  EVLOOP_PID=$!
+  wait_http "http://127.0.0.1:$EV_HTTP/"
+fi
+
 for url in "http://127.0.0.1:$NGX_HTTP/" "https://127.0.0.1:$NGX_HTTPS/" "http://127.0.0.1:$HAP_HTTP/" \
   "https://127.0.0.1:$HAP_HTTPS/" "http://127.0.0.1:$DR_HTTP/" "https://127.0.0.1:$DR_HTTPS/"; do
   wait_http "$url" || { cat "$TMP/nginx/error.log" "$TMP/haproxy.log" >&2 2>/dev/null; exit 1; }
@@ -256,7 +269,7 @@ proc_ticks() { # pid: user+system clock ticks of the process and its children's 
 serving_pid() { # name: the process whose CPU a path's requests cost (the proxy; the backend when direct)
   case "$1" in
     direct-*) echo "$BACKEND_PID" ;; dyno-*) echo "$ROUTER_PID" ;;
-    nginx-*) echo "$NGINX_PID" ;; haproxy-*) echo "$HAPROXY_PID" ;;
+    nginx-*) echo "$NGINX_PID" ;; haproxy-*) echo "$HAPROXY_PID" ;; evloop-*) echo "$EVLOOP_PID" ;;
   esac
 }
 measure() { # round mode(peak|low|paced) name url
@@ -290,6 +303,7 @@ TARGETS=(
   "nginx-https https://127.0.0.1:$NGX_HTTPS/"
   "haproxy-https https://127.0.0.1:$HAP_HTTPS/"
 )
+if [ -n "$EVLOOP_PID" ]; then TARGETS+=("evloop-http http://127.0.0.1:$EV_HTTP/"); fi
 echo "layout: $LAYOUT; wrk -t1: $CONNS conns (peak), $PACE_CONNS conns paced ${PACE_MS} ms (moderate), $LOW_CONNS conns (low); ${WARMUP}s warm-up + ${DURATION}s each"
 for mode in $MODES; do
   for round in $(seq 1 "$ROUNDS"); do

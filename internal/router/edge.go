@@ -63,6 +63,9 @@ type edge struct {
 	// Requests the loop served and connections it handed off, for tests.
 	served, handoffs atomic.Int64
 	dates            atomic.Pointer[dateStamp]
+	// afterHijack, when set (tests), runs between a hijack and the loop
+	// taking the connection: the window a Close can fall into.
+	afterHijack func()
 }
 
 func newEdge(r *Router, cfg ServerConfig) *edge {
@@ -124,6 +127,9 @@ func (e *edge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		e.r.ServeHTTP(w, req)
 		return
+	}
+	if e.afterHijack != nil {
+		e.afterHijack()
 	}
 	e.serveConn(nc, brw.Reader, req)
 }

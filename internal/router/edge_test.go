@@ -342,6 +342,34 @@ func TestEdgeShutdownWaitsForRequests(t *testing.T) {
 	}
 }
 
+// TestEdgeCloseDuringHijack: a connection hijacked while Close runs,
+// before the loop registered it, is closed as it enters the loop, and
+// does not stay open serving a request Close should have cut.
+func TestEdgeCloseDuringHijack(t *testing.T) {
+	e, front, ed := edgeFront(t, ServerConfig{}, false)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	slow := dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+		io.WriteString(w, "finished")
+	})
+	t.Cleanup(free)
+	e.app("slow", "a2")
+	e.dyno("a2", 1, model.StateUp, slow)
+	e.waitTable("slow", upCount(1))
+	ed.afterHijack = func() { e.server.Close() }
+
+	rc := dialFront(t, front, false)
+	rc.send("GET /slow HTTP/1.1\r\nHost: slow.localhost\r\n\r\n")
+	if !rc.closed(3 * time.Second) {
+		t.Fatal("a connection hijacked during Close stayed open, serving its request")
+	}
+}
+
 // TestEdgeLeavesClosingConnections: a first request that closes its
 // connection is served by Go's server, without the loop's takeover.
 func TestEdgeLeavesClosingConnections(t *testing.T) {

@@ -404,14 +404,30 @@ func (s *Server) findBuild(ctx context.Context, app model.App, id string) (model
 	return s.settleStale(ctx, rec, rev), nil
 }
 
-// settleStale reports as failed a pending build that an earlier process of
-// this node started: the node restarted during it. The record at rev is
-// corrected too, unless it changed meanwhile.
+// abandonedAfter is how long a pending build of another node may last
+// before it reads as failed: builds stop after --build-timeout (15 min by
+// default) and release phases after an hour, so a build this old has lost
+// its node. (A --build-timeout near a day would need more.)
+const abandonedAfter = 24 * time.Hour
+
+// settleStale reports as failed a pending build whose outcome will never
+// come: one an earlier process of this node started (the node restarted
+// during it), or one older than abandonedAfter (its node is gone). The
+// record at rev is corrected too, unless it changed meanwhile.
 func (s *Server) settleStale(ctx context.Context, rec model.Build, rev uint64) model.Build {
-	if rec.Status != "pending" || rec.Node != s.cfg.NodeID || rec.Boot == s.boot {
+	if rec.Status != "pending" {
 		return rec
 	}
-	rec.Status, rec.Failure, rec.UpdatedAt = "failed", "the API server stopped during the build: push or create the build again", s.cfg.Now().UTC()
+	now := s.cfg.Now().UTC()
+	switch {
+	case rec.Node == s.cfg.NodeID && rec.Boot != s.boot:
+		rec.Failure = "the API server stopped during the build: push or create the build again"
+	case now.Sub(rec.CreatedAt) > abandonedAfter:
+		rec.Failure = "the API node running the build (host " + rec.Node + ") never reported its outcome: push or create the build again"
+	default:
+		return rec
+	}
+	rec.Status, rec.UpdatedAt = "failed", now
 	if _, err := s.st.Builds.Update(ctx, model.BuildKey(rec.AppID, rec.ID), rec, rev); err != nil && !errors.Is(err, store.ErrConflict) {
 		s.log.Warn("correct a stale build record", "build", rec.ID, "err", err)
 	}

@@ -640,7 +640,20 @@ func TestBuildRecordsOutliveTheServer(t *testing.T) {
 	if rec, _, err := e.st.Builds.Get(ctx, model.BuildKey(good.App.ID, "cut-short")); err != nil || rec.Status != "failed" || !strings.Contains(rec.Failure, "stopped during the build") {
 		t.Errorf("the cut-short build's record is %+v (%v), want it rewritten as failed", rec, err)
 	}
+	// Another node's build that outlived every bound lost its node.
+	e.advance(abandonedAfter - time.Minute)
+	if e.must(200, "GET", "/apps/kept/builds/elsewhere", nil, &got); got.Status != "pending" {
+		t.Errorf("another node's build %v old reads %q, want pending", abandonedAfter-time.Minute, got.Status)
+	}
+	e.advance(2 * time.Minute)
+	if e.must(200, "GET", "/apps/kept/builds/elsewhere", nil, &got); got.Status != "failed" {
+		t.Errorf("another node's build %v old reads %q, want failed", abandonedAfter+time.Minute, got.Status)
+	}
+	if rec, _, err := e.st.Builds.Get(ctx, model.BuildKey(good.App.ID, "elsewhere")); err != nil || rec.Status != "failed" || !strings.Contains(rec.Failure, "host-other") {
+		t.Errorf("the abandoned build's record is %+v (%v), want it rewritten as failed, naming its node", rec, err)
+	}
 	// The output was in the old process's memory only.
+	e.must(200, "GET", "/apps/kept/builds/"+good.ID, nil, &got)
 	resp := e.raw("GET", got.OutputStreamURL, nil)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

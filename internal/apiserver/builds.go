@@ -24,7 +24,8 @@ import (
 // A build's record is in the store (model.Build), from its start to the
 // app's deletion. Its run (the output, for output_stream_url) is kept in
 // memory by the node that ran it: the last maxBuilds runs, each with the
-// last maxOutputLines of output.
+// last maxOutputLines of output. When the build ends, its output goes to
+// the store too (Store.BuildOutput), for every node and after restarts.
 const (
 	maxBuilds      = 200
 	maxOutputLines = 10000
@@ -230,6 +231,7 @@ func (s *Server) startBuild(ctx context.Context, app model.App, b *buildRun, sou
 // retrying a store that does not answer. A record changed or deleted
 // meanwhile (the app was deleted) is left as it is.
 func (s *Server) finishBuild(b *buildRun) {
+	s.keepOutput(b)
 	key := model.BuildKey(b.appID, b.id)
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -245,6 +247,23 @@ func (s *Server) finishBuild(b *buildRun) {
 	}
 	s.log.Error("the build's outcome could not be recorded: after this node restarts, `dyno builds` shows it as failed",
 		"app", b.appID, "build", b.id, "err", err)
+}
+
+// keepOutput closes b's output and stores it, before the record says the
+// build ended: a node that reads the outcome finds the output too.
+func (s *Server) keepOutput(b *buildRun) {
+	b.out.close()
+	lines, _, _, _ := b.out.since(0)
+	var text strings.Builder
+	for _, l := range lines {
+		text.WriteString(l)
+		text.WriteByte('\n')
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := s.st.BuildOutput.Put(ctx, b.id, strings.NewReader(text.String())); err != nil {
+		s.log.Warn("store the build's output: only this node has it, until it restarts", "build", b.id, "err", err)
+	}
 }
 
 func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) error {
@@ -492,12 +511,14 @@ func (s *Server) deleteAppBuilds(ctx context.Context, appID string) {
 		s.log.Error("list builds of deleted app", "app", appID, "err", err)
 	}
 	for _, e := range entries {
+		s.undo("build output", s.st.BuildOutput.Delete(ctx, e.Value.ID))
 		s.undo("build record", s.st.Builds.Delete(ctx, e.Key, 0))
 	}
 }
 
 // buildOutput streams a build's output: what it has so far, then live
-// lines, until the build ends.
+// lines, until the build ends; the stored output of a build this node no
+// longer runs.
 func (s *Server) buildOutput(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if !s.validToken(r, "build", id) {
@@ -506,12 +527,25 @@ func (s *Server) buildOutput(w http.ResponseWriter, r *http.Request) error {
 	s.mu.Lock()
 	b := s.builds[id]
 	s.mu.Unlock()
-	if b == nil {
-		return notFound("Couldn't find that build output: only the API node that ran the build keeps it, for its last 200 builds and until it restarts. The build's record is in `dyno builds`.")
+	text := func() {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
+	if b == nil {
+		rc, err := s.st.BuildOutput.Get(r.Context(), id)
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("Couldn't find that build output: a build's output is stored when it ends; while it runs, only the API node running it has it. The build's record is in `dyno builds`.")
+		}
+		if err != nil {
+			return fmt.Errorf("read build output %s: %w", id, err)
+		}
+		defer rc.Close()
+		text()
+		io.Copy(w, rc)
+		return nil
+	}
+	text()
 	flusher, _ := w.(http.Flusher)
 	next := 0
 	for {

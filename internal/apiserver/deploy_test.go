@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -652,17 +653,33 @@ func TestBuildRecordsOutliveTheServer(t *testing.T) {
 	if rec, _, err := e.st.Builds.Get(ctx, model.BuildKey(good.App.ID, "elsewhere")); err != nil || rec.Status != "failed" || !strings.Contains(rec.Failure, "host-other") {
 		t.Errorf("the abandoned build's record is %+v (%v), want it rewritten as failed, naming its node", rec, err)
 	}
-	// The output was in the old process's memory only.
+	// The output of a finished build was stored: a fresh output URL (the
+	// old one was signed by the old process) gives it whole; a build cut
+	// short has none.
+	oldURL := got.OutputStreamURL
 	e.must(200, "GET", "/apps/kept/builds/"+good.ID, nil, &got)
 	resp := e.raw("GET", got.OutputStreamURL, nil)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Released v") || !strings.Contains(string(body), "deployed to Dyno") {
+		t.Errorf("stored output of a finished build after a restart: %d %q, want 200 with the whole output", resp.StatusCode, body)
+	}
+	if resp := e.raw("GET", oldURL, nil); resp.StatusCode != 404 {
+		t.Errorf("an output URL signed before the restart: %d, want 404", resp.StatusCode)
+	}
+	e.must(200, "GET", "/apps/kept/builds/cut-short", nil, &got)
+	resp = e.raw("GET", got.OutputStreamURL, nil)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if resp.StatusCode != 404 || !strings.Contains(string(body), "dyno builds") {
-		t.Errorf("output of a forgotten build: %d %s, want 404 saying where the record is", resp.StatusCode, body)
+		t.Errorf("output of a build cut short: %d %s, want 404 saying where the record is", resp.StatusCode, body)
 	}
 
 	e.must(200, "DELETE", "/apps/kept", nil, nil)
 	if left, err := e.st.Builds.List(ctx, good.App.ID+".>"); err != nil || len(left) != 0 {
 		t.Errorf("%d build records left after the app's deletion (%v)", len(left), err)
+	}
+	if _, err := e.st.BuildOutput.Get(ctx, good.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the build output after the app's deletion: %v, want ErrNotFound", err)
 	}
 }

@@ -120,7 +120,7 @@ func (s *session) rootCommand() *cobra.Command {
 		s.psCommand(), s.psScaleCommand(), s.psTypeCommand(), s.psRestartCommand(), s.psStopCommand(), s.psWaitCommand(),
 		s.logsCommand(), s.runCommand(), s.runDetachedCommand(),
 		s.configCommand(), s.configGetCommand(), s.configSetCommand(), s.configUnsetCommand(),
-		s.releasesCommand(), s.releasesInfoCommand(), s.rollbackCommand(), s.buildsCommand(),
+		s.releasesCommand(), s.releasesInfoCommand(), s.rollbackCommand(), s.buildsCommand(), s.buildsOutputCommand(),
 		s.domainsCommand(), s.domainsAddCommand(), s.domainsRemoveCommand(),
 		s.drainsCommand(), s.drainsAddCommand(), s.drainsRemoveCommand(),
 		s.certsCommand(), s.certsAddCommand(), s.certsRemoveCommand(), s.certsCACommand(),

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -23,9 +24,21 @@ func configAPI(t *testing.T) *fakeAPI {
 	api.handle("GET /apps/{app}/releases/{v}", http.StatusOK, rel(3, "Set GREETING config vars", true))
 	api.handle("GET /apps/{app}/builds", http.StatusOK, []any{
 		map[string]any{"id": "b-2", "status": "failed", "release": nil, "user": map[string]string{"email": "admin@dyno.local"},
-			"created_at": "2026-11-26T13:59:00Z"},
+			"created_at": "2026-11-26T13:59:00Z", "output_stream_url": "/build-output/b-2?token=t"},
 		map[string]any{"id": "b-1", "status": "succeeded", "release": map[string]any{"id": "r", "version": 2},
 			"user": map[string]string{"email": "admin@dyno.local"}, "created_at": "2026-11-26T13:59:00Z"},
+	})
+	output := func(id string) map[string]any {
+		return map[string]any{"id": id, "status": "succeeded", "output_stream_url": "/build-output/" + id + "?token=t",
+			"user": map[string]string{"email": "admin@dyno.local"}, "created_at": "2026-11-26T13:59:00Z"}
+	}
+	api.handle("GET /apps/{app}/builds/b-1", http.StatusOK, output("b-1"))
+	api.mux.HandleFunc("GET /build-output/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("token") != "t" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "-----> Building "+r.PathValue("id")+"\n       done\n")
 	})
 	return api
 }
@@ -55,6 +68,8 @@ func TestConfigAndReleases(t *testing.T) {
 		{[]string{"builds"}, "=== hello Builds\n" +
 			"b-2  failed     -   admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n" +
 			"b-1  succeeded  v2  admin@dyno.local  2026/11/26 13:59:00 +0000 (~ 1m ago)\n", ""},
+		{[]string{"builds:output", "b-1"}, "-----> Building b-1\n       done\n", ""},
+		{[]string{"builds:output"}, "-----> Building b-2\n       done\n", ""}, // the newest
 		{[]string{"releases:info", "v3"}, "=== Release v3\nBy:      admin@dyno.local\nChange:  Set GREETING config vars\n" +
 			"Current: true\nSlug:    slug-1\nStatus:  succeeded\nWhen:    2026/11/26 13:59:00 +0000 (~ 1m ago)\n", ""},
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"time"
@@ -111,6 +112,46 @@ func (s *session) buildsCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
 	cmd.Flags().IntVarP(&num, "num", "n", 15, "how many builds to show")
+	return cmd
+}
+
+func (s *session) buildsOutputCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "builds:output [BUILD_ID]",
+		Short: "print a build's output (default: the newest build), following it while it runs",
+		Args:  cobra.MaximumNArgs(1),
+	}
+	app := appFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, name, err := s.target(*app)
+		if err != nil {
+			return err
+		}
+		var b *client.Build
+		if len(args) == 1 {
+			if b, err = c.Build(cmd.Context(), name, args[0]); err != nil {
+				return err
+			}
+		} else {
+			builds, err := c.Builds(cmd.Context(), name, client.ListRange{Field: "created_at", Max: 1, Descending: true})
+			if err != nil {
+				return err
+			}
+			if len(builds) == 0 {
+				return fmt.Errorf("no builds on %s: `git push` or `dyno deploy` makes one", name)
+			}
+			b = &builds[0]
+		}
+		out, err := c.StreamOutput(cmd.Context(), b.OutputStreamURL)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		if _, err := io.Copy(s.stdout, out); err != nil {
+			return fmt.Errorf("read the output of build %s: %w", b.ID, err)
+		}
+		return nil
+	}
 	return cmd
 }
 

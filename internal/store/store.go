@@ -62,9 +62,11 @@ type Store struct {
 	// meter reads.
 	Usage Usage
 
-	// Sources holds uploaded source tarballs; Slugs holds built slugs.
-	Sources Blobs
-	Slugs   Blobs
+	// Sources holds uploaded source tarballs; Slugs holds built slugs;
+	// BuildOutput holds the output of finished builds, named by build ID.
+	Sources     Blobs
+	Slugs       Blobs
+	BuildOutput Blobs
 }
 
 // Open connects the typed buckets to JetStream over nc, creating whatever
@@ -131,7 +133,7 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (*Store, error) {
 		name string
 		dst  *Blobs
 		ttl  time.Duration
-	}{{"sources", &s.Sources, 24 * time.Hour}, {"slugs", &s.Slugs, 0}} {
+	}{{"sources", &s.Sources, 24 * time.Hour}, {"slugs", &s.Slugs, 0}, {"build-output", &s.BuildOutput, 0}} {
 		os, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:   o.name,
 			Storage:  jetstream.FileStorage,

@@ -683,3 +683,22 @@ func TestBuildRecordsOutliveTheServer(t *testing.T) {
 		t.Errorf("the build output after the app's deletion: %v, want ErrNotFound", err)
 	}
 }
+
+// TestSignedURLsOutliveTheServer: with a URLSecret (dyno server derives it
+// from the NATS password every node shares), a build's output URL signed
+// before a restart still works after it, from the stored output.
+func TestSignedURLsOutliveTheServer(t *testing.T) {
+	e := newEnv(t, 0, func(c *Config) { c.URLSecret = []byte("shared by the cluster's nodes") })
+	e.createApp("kept")
+	good, _ := e.deploy("kept", tarball(t, goodSource...))
+	if good.Status != "succeeded" {
+		t.Fatalf("build %s, want succeeded", good.Status)
+	}
+	e.restart()
+	resp := e.raw("GET", good.OutputStreamURL, nil)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "deployed to Dyno") {
+		t.Errorf("an output URL signed before the restart: %d %q, want 200 with the output", resp.StatusCode, body)
+	}
+}

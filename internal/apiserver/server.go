@@ -50,6 +50,9 @@ type Config struct {
 	// NodeID names this API node among the cluster's (its host ID), for
 	// the build records; "" on a single node is fine.
 	NodeID string
+	// URLSecret signs the secret URLs. Nodes (and restarts) sharing it
+	// accept each other's URLs; empty: a random one for this process.
+	URLSecret []byte
 	// AdminKey is the admin's API key (the admin is adminUser); users
 	// have keys of their own (accounts.go). With none, only users' keys work.
 	AdminKey string
@@ -148,12 +151,15 @@ func New(cfg Config, st *store.Store, logs *logplex.Logplex, b *build.Builder) *
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	s := &Server{
 		cfg: cfg, st: st, logs: logs, b: b, log: cfg.Logger,
-		secret:   make([]byte, 32),
+		secret:   cfg.URLSecret,
 		boot:     newID(),
 		builds:   map[string]*buildRun{},
 		sessions: map[string]*logSession{},
 	}
-	_, _ = rand.Read(s.secret)
+	if len(s.secret) == 0 {
+		s.secret = make([]byte, 32)
+		_, _ = rand.Read(s.secret)
+	}
 	s.limiter = newRateLimiter(cfg.RateLimitPerHour, cfg.RateLimitBurst, cfg.Now)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.routes()

@@ -103,3 +103,13 @@ func TestServeUntilReportsServeErrors(t *testing.T) {
 		t.Fatal("ServeUntil did not return when Serve failed")
 	}
 }
+
+func TestURLSecretIsSharedByNodesWithThePassword(t *testing.T) {
+	a, b, other := urlSecret("pw"), urlSecret("pw"), urlSecret("another pw")
+	if string(a) != string(b) || len(a) != 32 {
+		t.Fatalf("two nodes with one NATS password got different URL secrets (%x, %x)", a, b)
+	}
+	if string(a) == string(other) {
+		t.Fatal("different NATS passwords gave the same URL secret")
+	}
+}

@@ -6,7 +6,9 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -246,6 +248,7 @@ func Run(ctx context.Context, cfg Config) error {
 	obs.Registry.MustRegister(PlatformCollector(st, 0, nil))
 	api := apiserver.New(apiserver.Config{
 		Domain: cfg.Domain, RouterURLPort: httpPort, PublicURL: publicURL, NodeID: hostID, AdminKey: adminKey, Logger: log.With("role", "api"),
+		URLSecret: urlSecret(natsPassword),
 		CACertPEM: platformTLS.CAPEM, Meter: meter, Drains: drains,
 		Rendezvous: rdv, RendezvousAddr: rdvAddr, SchedulerNow: schedClock.Now, Git: gitConfig(cfg, dataDir, apiLn.Addr().String(), log),
 	}, st, logs, newBuilder(cfg, st, logs, log, dataDir, rt))
@@ -444,6 +447,16 @@ func defaultDynoNetwork(hostID string) string {
 	h := fnv.New32a()
 	h.Write([]byte(hostID))
 	return fmt.Sprintf("10.%d.0.0/16", 128+h.Sum32()%64)
+}
+
+// urlSecret is the key that signs the API's secret URLs (source uploads,
+// build output), derived from the NATS password: every node of a cluster
+// has the same one (the README copies it), so each accepts the URLs of the
+// others, and a restart keeps them valid.
+func urlSecret(natsPassword string) []byte {
+	m := hmac.New(sha256.New, []byte(natsPassword))
+	m.Write([]byte("dyno signed URLs v1"))
+	return m.Sum(nil)
 }
 
 // secret reads a secret file, creating it (mode 0600) with a new random

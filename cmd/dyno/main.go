@@ -84,6 +84,12 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "dyno server: %v\n", err)
 		return 2
 	}
+	// A pending build older than 24 h reads as failed (its node is gone):
+	// a build, its release phase (1 h) and deploy check must end before.
+	if cfg.BuildTimeout <= 0 || cfg.BuildTimeout > 20*time.Hour {
+		fmt.Fprintf(stderr, "dyno server: --build-timeout %v: want more than 0 and at most 20h\n", cfg.BuildTimeout)
+		return 2
+	}
 	if *prices != "" {
 		p, err := metering.ParsePrices(cfg.Billing.MonthlyPrices, *prices)
 		if err != nil {

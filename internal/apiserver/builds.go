@@ -3,7 +3,6 @@ package apiserver
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,10 +35,6 @@ type sourceBlob struct {
 	PutURL string `json:"put_url"`
 }
 
-func (s *Server) sourceURL(id string) string {
-	return s.cfg.PublicURL + "/sources/" + id + "?token=" + s.token("source", id)
-}
-
 // createSource hands out a place to upload a source tarball to.
 func (s *Server) createSource(w http.ResponseWriter, r *http.Request) error {
 	if r.PathValue("app") != "" {
@@ -48,14 +43,24 @@ func (s *Server) createSource(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	id := newID()
-	u := s.sourceURL(id)
-	return writeJSON(w, http.StatusCreated, map[string]sourceBlob{"source_blob": {GetURL: u, PutURL: u}})
+	path := "/sources/" + id
+	return writeJSON(w, http.StatusCreated, map[string]sourceBlob{"source_blob": {
+		GetURL: s.signedURL(path, "source", id, sourceGetTTL),
+		PutURL: s.signedURL(path, "source-put", id, urlTTL),
+	}})
 }
 
 func (s *Server) putSource(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if !s.validToken(r, "source", id) {
-		return notFound("Couldn't find that source: use the put_url that POST /sources returned.")
+	if !s.validToken(r, "source-put", id) {
+		return notFound("Couldn't find that source: use the put_url that POST /sources returned, within the hour.")
+	}
+	// A put_url uploads once: what a build was made from stays as it was.
+	if rc, err := s.st.Sources.Get(r.Context(), id); err == nil {
+		rc.Close()
+		return &apiError{http.StatusConflict, "conflict", "That source was already uploaded: POST /sources for a new one."}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("look up source %s: %w", id, err)
 	}
 	tooLarge := &apiError{http.StatusRequestEntityTooLarge, "payload_too_large",
 		fmt.Sprintf("The source is larger than the %d bytes allowed: leave build artifacts and dependencies out of it.", s.cfg.MaxSourceBytes)}
@@ -85,7 +90,7 @@ func (s *Server) putSource(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) getSource(w http.ResponseWriter, r *http.Request) error {
 	return s.serveBlob(w, r, s.st.Sources, "source", r.PathValue("id"),
-		"Couldn't find that source.", "Couldn't find that source: upload it to its put_url first.")
+		"Couldn't find that source: its get_url is wrong or expired.", "Couldn't find that source: upload it to its put_url first.")
 }
 
 // serveBlob serves the blob id of blobs at its secret URL (a token of
@@ -162,7 +167,7 @@ func (s *Server) buildOut(app model.App, b *buildRun) buildJSON {
 func (s *Server) buildJSONOf(app model.App, rec model.Build) buildJSON {
 	out := buildJSON{
 		ID: rec.ID, Status: rec.Status, SourceBlob: rec.Source,
-		OutputStreamURL: s.cfg.PublicURL + "/build-output/" + rec.ID + "?token=" + s.token("build", rec.ID),
+		OutputStreamURL: s.signedURL("/build-output/"+rec.ID, "build", rec.ID, urlTTL),
 		App:             ref{ID: app.ID, Name: app.Name}, User: userRefOf(rec.User), Buildpacks: []struct{}{}, Stack: "dyno",
 		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
 	}
@@ -241,6 +246,9 @@ func (s *Server) finishBuild(b *buildRun) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err = s.st.Builds.Update(ctx, key, s.recordOf(b), b.rev)
 		cancel()
+		if errors.Is(err, store.ErrConflict) {
+			s.dropOrphanOutput(b)
+		}
 		if err == nil || errors.Is(err, store.ErrConflict) {
 			return
 		}
@@ -249,19 +257,26 @@ func (s *Server) finishBuild(b *buildRun) {
 		"app", b.appID, "build", b.id, "err", err)
 }
 
+// dropOrphanOutput deletes the stored output of b when its record is gone:
+// the app was deleted while b ran, after its outputs were.
+func (s *Server) dropOrphanOutput(b *buildRun) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := s.st.Builds.Get(ctx, model.BuildKey(b.appID, b.id)); errors.Is(err, store.ErrNotFound) {
+		s.undo("build output of a deleted app", s.st.BuildOutput.Delete(ctx, b.id))
+	}
+}
+
+// maxStoredOutput bounds a stored build output: its last bytes are kept.
+const maxStoredOutput = 4 << 20
+
 // keepOutput closes b's output and stores it, before the record says the
 // build ended: a node that reads the outcome finds the output too.
 func (s *Server) keepOutput(b *buildRun) {
 	b.out.close()
-	lines, _, _, _ := b.out.since(0)
-	var text strings.Builder
-	for _, l := range lines {
-		text.WriteString(l)
-		text.WriteByte('\n')
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, _, err := s.st.BuildOutput.Put(ctx, b.id, strings.NewReader(text.String())); err != nil {
+	if _, _, err := s.st.BuildOutput.Put(ctx, b.id, strings.NewReader(b.out.text(maxStoredOutput))); err != nil {
 		s.log.Warn("store the build's output: only this node has it, until it restarts", "build", b.id, "err", err)
 	}
 }
@@ -288,8 +303,8 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) error {
 	if err == nil {
 		sourceID, ok = strings.CutPrefix(u.Path, "/sources/")
 	}
-	if !ok || sourceID == "" || !hmac.Equal([]byte(u.Query().Get("token")), []byte(s.token("source", sourceID))) {
-		return invalid("source_blob.url must be the get_url that POST /sources returned; other URLs are not fetched.")
+	if !ok || sourceID == "" || !s.validSigned(u.Query(), "source", sourceID) {
+		return invalid("source_blob.url must be the get_url that POST /sources returned, within 24 hours; other URLs are not fetched.")
 	}
 	src, _ := json.Marshal(body.SourceBlob)
 	now := s.cfg.Now().UTC()
@@ -522,7 +537,7 @@ func (s *Server) deleteAppBuilds(ctx context.Context, appID string) {
 func (s *Server) buildOutput(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if !s.validToken(r, "build", id) {
-		return notFound("Couldn't find that build output.")
+		return notFound("Couldn't find that build output: its URL is wrong or expired (an hour); `dyno builds:output` gets a fresh one.")
 	}
 	s.mu.Lock()
 	b := s.builds[id]
@@ -625,6 +640,28 @@ func (o *output) close() {
 	}
 	o.done = true
 	o.broadcastLocked()
+}
+
+// text is the output kept, at most max bytes of its end, saying first
+// what was left out.
+func (o *output) text(max int) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	size := 0
+	first := len(o.lines)
+	for first > 0 && size+len(o.lines[first-1])+1 <= max {
+		first--
+		size += len(o.lines[first]) + 1
+	}
+	var b strings.Builder
+	if left := o.dropped + first; left > 0 {
+		fmt.Fprintf(&b, "(the first %d lines of this output were not kept)\n", left)
+	}
+	for _, l := range o.lines[first:] {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // since returns the lines from absolute index i on, the index after them,

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -137,9 +138,11 @@ func TestBadBuilds(t *testing.T) {
 	if resp := e.raw("PUT", bad, "x"); resp.StatusCode != 404 {
 		t.Errorf("PUT with a bad token: status %d, want 404", resp.StatusCode)
 	}
+	// The put_url writes, the get_url reads: a build is made from the latter.
+	e.must(422, "POST", "/apps/bad/builds", map[string]any{"source_blob": map[string]string{"url": u}}, nil)
 	// A build of a source that was never uploaded fails clearly.
 	b := buildJSON{}
-	e.must(201, "POST", "/apps/bad/builds", map[string]any{"source_blob": map[string]string{"url": u}}, &b)
+	e.must(201, "POST", "/apps/bad/builds", map[string]any{"source_blob": map[string]string{"url": s["source_blob"].GetURL}}, &b)
 	resp := e.raw("GET", b.OutputStreamURL, nil)
 	out, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -700,5 +703,72 @@ func TestSignedURLsOutliveTheServer(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "deployed to Dyno") {
 		t.Errorf("an output URL signed before the restart: %d %q, want 200 with the output", resp.StatusCode, body)
+	}
+}
+
+// TestSourceURLs: a put_url uploads once and for an hour; a get_url builds
+// for 24 hours; build output and slug URLs last an hour.
+func TestSourceURLs(t *testing.T) {
+	e := newEnv(t, 0)
+	e.createApp("urls")
+	var s map[string]sourceBlob
+	e.must(201, "POST", "/sources", nil, &s)
+	blob := s["source_blob"]
+	if blob.PutURL == blob.GetURL {
+		t.Fatal("put_url and get_url are the same URL: whoever may build from a source could also replace it")
+	}
+	src := tarball(t, goodSource...)
+	if resp := e.raw("PUT", blob.PutURL, string(src)); resp.StatusCode != 200 {
+		t.Fatalf("upload: %d", resp.StatusCode)
+	}
+	if resp := e.raw("PUT", blob.PutURL, "replacement"); resp.StatusCode != 409 {
+		t.Errorf("a second upload to the same put_url: %d, want 409", resp.StatusCode)
+	}
+	if resp := e.raw("GET", blob.GetURL, nil); resp.StatusCode != 200 {
+		t.Errorf("GET get_url: %d, want 200", resp.StatusCode)
+	}
+	var b buildJSON
+	e.must(201, "POST", "/apps/urls/builds", map[string]any{"source_blob": map[string]string{"url": blob.GetURL}}, &b)
+	output := b.OutputStreamURL
+
+	e.advance(urlTTL + time.Minute)
+	var again map[string]sourceBlob
+	e.must(201, "POST", "/sources", nil, &again)
+	e.advance(urlTTL + time.Minute)
+	if resp := e.raw("PUT", again["source_blob"].PutURL, string(src)); resp.StatusCode != 404 {
+		t.Errorf("a put_url used after an hour: %d, want 404", resp.StatusCode)
+	}
+	if resp := e.raw("GET", output, nil); resp.StatusCode != 404 {
+		t.Errorf("an output URL used after an hour: %d, want 404", resp.StatusCode)
+	}
+	if resp := e.raw("GET", blob.GetURL, nil); resp.StatusCode != 200 {
+		t.Errorf("a get_url within 24 h: %d, want 200", resp.StatusCode)
+	}
+	e.advance(sourceGetTTL)
+	e.must(422, "POST", "/apps/urls/builds", map[string]any{"source_blob": map[string]string{"url": blob.GetURL}}, nil)
+}
+
+func TestStoredOutputText(t *testing.T) {
+	o := newOutput()
+	for i := 0; i < maxOutputLines+5; i++ {
+		fmt.Fprintf(o, "line %d\n", i)
+	}
+	o.close()
+	tests := []struct {
+		name      string
+		max       int
+		wantFirst string // the first line of the text
+		wantLast  string
+	}{
+		{"everything kept fits", 1 << 20, "(the first 5 lines of this output were not kept)", fmt.Sprintf("line %d", maxOutputLines+4)},
+		{"a byte cap keeps the end", 20, fmt.Sprintf("(the first %d lines of this output were not kept)", maxOutputLines+4), fmt.Sprintf("line %d", maxOutputLines+4)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lines := strings.Split(strings.TrimSuffix(o.text(tt.max), "\n"), "\n")
+			if lines[0] != tt.wantFirst || lines[len(lines)-1] != tt.wantLast {
+				t.Errorf("text starts %q and ends %q, want %q ... %q", lines[0], lines[len(lines)-1], tt.wantFirst, tt.wantLast)
+			}
+		})
 	}
 }

@@ -1,13 +1,16 @@
 package apiserver
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dyno-platform/dyno/internal/model"
+	"github.com/dyno-platform/dyno/internal/store"
 )
 
 func TestRollback(t *testing.T) {
@@ -138,5 +141,32 @@ func TestDeployRollsBackWhenDynosFail(t *testing.T) {
 				t.Errorf("no app[api] line tells why the deploy was rolled back")
 			}
 		})
+	}
+}
+
+// TestOutputOfABuildOfADeletedApp: an app deleted while its build runs
+// leaves no stored output once the build ends.
+func TestOutputOfABuildOfADeletedApp(t *testing.T) {
+	e := newEnv(t, 0, func(c *Config) { c.DeployTimeout = 2 * time.Second })
+	app := e.createApp("gone")
+	fakeHost(t, e, app.ID)
+	var s map[string]sourceBlob
+	e.must(201, "POST", "/sources", nil, &s)
+	if put := e.raw("PUT", s["source_blob"].PutURL, string(tarball(t, file{"Procfile", "web: hang $PORT\n"}))); put.StatusCode != 200 {
+		t.Fatalf("upload: %d", put.StatusCode)
+	}
+	var b buildJSON
+	e.must(201, "POST", "/apps/gone/builds", map[string]any{"source_blob": map[string]string{"url": s["source_blob"].GetURL}}, &b)
+	resp := e.raw("GET", b.OutputStreamURL, nil)
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && !strings.Contains(sc.Text(), "Waiting for the dynos") {
+	}
+	e.must(200, "DELETE", "/apps/gone", nil, nil) // while the build waits for its dynos
+	for sc.Scan() {
+	}
+	e.srv.wg.Wait() // the build's goroutine, to its very end
+	if _, err := e.st.BuildOutput.Get(context.Background(), b.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the output of a deleted app's build is still stored after the build ended (%v)", err)
 	}
 }

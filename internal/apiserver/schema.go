@@ -115,7 +115,7 @@ func (s *Server) getSlug(w http.ResponseWriter, r *http.Request) error {
 		sl := rel.Slug
 		out := slugJSON{
 			ID:           sl.ID,
-			Blob:         slugBlob{Method: "get", URL: s.cfg.PublicURL + "/slugs/" + sl.ID + "?token=" + s.token("slug", sl.ID)},
+			Blob:         slugBlob{Method: "get", URL: s.signedURL("/slugs/"+sl.ID, "slug", sl.ID, urlTTL)},
 			ProcessTypes: maps.Clone(sl.ProcessTypes), Stack: dynoStack(),
 			Commit:    s.slugCommit(r.Context(), app.ID, sl.ID),
 			CreatedAt: sl.CreatedAt.UTC().Format(timeFormat), UpdatedAt: sl.CreatedAt.UTC().Format(timeFormat),
@@ -156,7 +156,7 @@ func (s *Server) slugCommit(ctx context.Context, appID, slugID string) *string {
 // downloadSlug serves a slug's tarball at its blob URL (secret in the URL).
 func (s *Server) downloadSlug(w http.ResponseWriter, r *http.Request) error {
 	return s.serveBlob(w, r, s.st.Slugs, "slug", r.PathValue("slug"),
-		"Couldn't find that slug.", "Couldn't find that slug: it was deleted with its app.")
+		"Couldn't find that slug: its URL is wrong or expired (an hour).", "Couldn't find that slug: it was deleted with its app.")
 }
 
 // getReleaseConfig is Heroku's config-var "Info for App Release".

@@ -19,7 +19,9 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -444,15 +446,41 @@ func formatUUID(b []byte) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// token is the secret that makes a URL for kind/id usable without auth.
-func (s *Server) token(kind, id string) string {
+// Lifetimes of the secret URLs, as Heroku's: an hour, but for a source's
+// get_url, which builds may be created from for as long as the source is
+// kept (24 h).
+const (
+	urlTTL       = time.Hour
+	sourceGetTTL = 24 * time.Hour
+)
+
+// signedURL is PublicURL+path with the query that makes it usable without
+// auth for kind/id until ttl from now: an expiry and its token.
+func (s *Server) signedURL(path, kind, id string, ttl time.Duration) string {
+	exp := strconv.FormatInt(s.cfg.Now().Add(ttl).Unix(), 10)
+	return s.cfg.PublicURL + path + "?expires=" + exp + "&token=" + s.token(kind, id, exp)
+}
+
+// token signs kind/id until exp (unix seconds).
+func (s *Server) token(kind, id, exp string) string {
 	m := hmac.New(sha256.New, s.secret)
-	m.Write([]byte(kind + "/" + id))
+	m.Write([]byte(kind + "/" + id + "/" + exp))
 	return hex.EncodeToString(m.Sum(nil)[:20])
 }
 
+// validSigned reports whether q (a signed URL's query) is a valid,
+// unexpired token for kind/id.
+func (s *Server) validSigned(q url.Values, kind, id string) bool {
+	exp := q.Get("expires")
+	n, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || s.cfg.Now().Unix() >= n {
+		return false
+	}
+	return hmac.Equal([]byte(q.Get("token")), []byte(s.token(kind, id, exp)))
+}
+
 func (s *Server) validToken(r *http.Request, kind, id string) bool {
-	return hmac.Equal([]byte(r.URL.Query().Get("token")), []byte(s.token(kind, id)))
+	return s.validSigned(r.URL.Query(), kind, id)
 }
 
 func (s *Server) publishAPI(appID, msg string) {

@@ -142,6 +142,9 @@ func (s *session) buildsOutputCommand() *cobra.Command {
 			}
 			b = &builds[0]
 		}
+		if b.OutputStreamURL == "" {
+			return fmt.Errorf("build %s has no output URL: is the API older than this CLI?", b.ID)
+		}
 		out, err := c.StreamOutput(cmd.Context(), b.OutputStreamURL)
 		if err != nil {
 			return err

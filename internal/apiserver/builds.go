@@ -165,9 +165,15 @@ func (s *Server) buildOut(app model.App, b *buildRun) buildJSON {
 
 // buildJSONOf is the API's shape of a build's record.
 func (s *Server) buildJSONOf(app model.App, rec model.Build) buildJSON {
+	// A build running on another node streams its output from there; the
+	// nodes share the key that signs the URL.
+	base := s.cfg.PublicURL
+	if rec.Status == "pending" && rec.Node != s.cfg.NodeID && rec.APIURL != "" {
+		base = rec.APIURL
+	}
 	out := buildJSON{
 		ID: rec.ID, Status: rec.Status, SourceBlob: rec.Source,
-		OutputStreamURL: s.signedURL("/build-output/"+rec.ID, "build", rec.ID, urlTTL),
+		OutputStreamURL: base + s.signedPath("/build-output/"+rec.ID, "build", rec.ID, urlTTL),
 		App:             ref{ID: app.ID, Name: app.Name}, User: userRefOf(rec.User), Buildpacks: []struct{}{}, Stack: "dyno",
 		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
 	}
@@ -185,7 +191,7 @@ func (s *Server) recordOf(b *buildRun) model.Build {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec := model.Build{
-		ID: b.id, AppID: b.appID, User: b.user, Status: b.status, Node: s.cfg.NodeID, Boot: s.boot,
+		ID: b.id, AppID: b.appID, User: b.user, Status: b.status, Node: s.cfg.NodeID, Boot: s.boot, APIURL: s.cfg.PublicURL,
 		Source: b.source, CreatedAt: b.createdAt, UpdatedAt: b.updatedAt,
 	}
 	if b.failure != nil {

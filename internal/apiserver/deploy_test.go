@@ -615,7 +615,7 @@ func TestBuildRecordsOutliveTheServer(t *testing.T) {
 	cut := model.Build{ID: "cut-short", AppID: good.App.ID, User: "admin@dyno.local", Status: "pending",
 		Node: e.cfg.NodeID, Boot: e.srv.boot, Source: json.RawMessage(`{}`), CreatedAt: e.clock(), UpdatedAt: e.clock()}
 	other := cut
-	other.ID, other.Node = "elsewhere", "host-other"
+	other.ID, other.Node, other.APIURL = "elsewhere", "host-other", "http://other-node:5000"
 	for _, b := range []model.Build{cut, other} {
 		if _, err := e.st.Builds.Put(ctx, model.BuildKey(b.AppID, b.ID), b); err != nil {
 			t.Fatal(err)
@@ -643,6 +643,10 @@ func TestBuildRecordsOutliveTheServer(t *testing.T) {
 	}
 	if rec, _, err := e.st.Builds.Get(ctx, model.BuildKey(good.App.ID, "cut-short")); err != nil || rec.Status != "failed" || !strings.Contains(rec.Failure, "stopped during the build") {
 		t.Errorf("the cut-short build's record is %+v (%v), want it rewritten as failed", rec, err)
+	}
+	// Another node's running build streams its output from that node.
+	if e.must(200, "GET", "/apps/kept/builds/elsewhere", nil, &got); !strings.HasPrefix(got.OutputStreamURL, "http://other-node:5000/build-output/elsewhere?") {
+		t.Errorf("output URL of another node's running build: %s, want one on that node", got.OutputStreamURL)
 	}
 	// Another node's build that outlived every bound lost its node.
 	e.advance(abandonedAfter - time.Minute)

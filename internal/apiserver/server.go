@@ -457,8 +457,13 @@ const (
 // signedURL is PublicURL+path with the query that makes it usable without
 // auth for kind/id until ttl from now: an expiry and its token.
 func (s *Server) signedURL(path, kind, id string, ttl time.Duration) string {
+	return s.cfg.PublicURL + s.signedPath(path, kind, id, ttl)
+}
+
+// signedPath is path with the query of signedURL.
+func (s *Server) signedPath(path, kind, id string, ttl time.Duration) string {
 	exp := strconv.FormatInt(s.cfg.Now().Add(ttl).Unix(), 10)
-	return s.cfg.PublicURL + path + "?expires=" + exp + "&token=" + s.token(kind, id, exp)
+	return path + "?expires=" + exp + "&token=" + s.token(kind, id, exp)
 }
 
 // token signs kind/id until exp (unix seconds).

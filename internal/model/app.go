@@ -91,8 +91,11 @@ type Build struct {
 	// Node is the host ID of the API node that runs the build, Boot that
 	// node's process: a pending build of an earlier process of the same
 	// node was cut short by a restart.
-	Node           string          `json:"node"`
-	Boot           string          `json:"boot"`
+	Node string `json:"node"`
+	Boot string `json:"boot"`
+	// APIURL is the public API URL of that node: a running build's output
+	// streams from there.
+	APIURL         string          `json:"api_url,omitempty"`
 	ReleaseID      string          `json:"release_id,omitempty"`
 	ReleaseVersion int             `json:"release_version,omitempty"`
 	SlugID         string          `json:"slug_id,omitempty"`

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,14 +14,14 @@ import (
 	"github.com/dyno-platform/dyno/internal/client"
 )
 
-func (s *session) releasesCommand() *cobra.Command {
+// newestList is a command that lists an app's newest items of collection
+// (ranged by field, newest first, --num of them), printing the API's JSON
+// with --json and calling print otherwise.
+func (s *session) newestList(use, short, collection, field string,
+	print func(ctx context.Context, c *client.Client, name string, rng client.ListRange) error) *cobra.Command {
 	var asJSON bool
 	var num int
-	cmd := &cobra.Command{
-		Use:   "releases",
-		Short: "list an app's newest releases",
-		Args:  cobra.NoArgs,
-	}
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
 	app := appFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if num < 1 {
@@ -30,89 +31,71 @@ func (s *session) releasesCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		rng := client.ListRange{Field: "version", Max: num, Descending: true}
+		rng := client.ListRange{Field: field, Max: num, Descending: true}
 		if asJSON {
-			raw, err := c.RawRange(cmd.Context(), appPath(name, "releases"), rng)
+			raw, err := c.RawRange(cmd.Context(), appPath(name, collection), rng)
 			if err != nil {
 				return err
 			}
 			return s.printJSON(raw)
 		}
-		rels, err := c.Releases(cmd.Context(), name, rng)
-		if err != nil {
-			return err
-		}
-		if len(rels) == 0 {
-			fmt.Fprintf(s.stdout, "No releases on %s\n", name)
-			return nil
-		}
-		header := fmt.Sprintf("=== %s Releases", name)
-		for _, r := range rels {
-			if r.Current {
-				header += fmt.Sprintf(" - Current: v%d", r.Version)
-			}
-		}
-		fmt.Fprintln(s.stdout, header)
-		rows := make([][]string, len(rels))
-		for i, r := range rels {
-			rows[i] = []string{fmt.Sprintf("v%d", r.Version), describeRelease(r), r.User.Email, s.when(r.CreatedAt)}
-		}
-		printTable(s, rows)
-		return nil
+		return print(cmd.Context(), c, name, rng)
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
-	cmd.Flags().IntVarP(&num, "num", "n", 15, "how many releases to show")
+	cmd.Flags().IntVarP(&num, "num", "n", 15, "how many "+collection+" to show")
 	return cmd
 }
 
-func (s *session) buildsCommand() *cobra.Command {
-	var asJSON bool
-	var num int
-	cmd := &cobra.Command{
-		Use:   "builds",
-		Short: "list an app's newest builds, with their status and release",
-		Args:  cobra.NoArgs,
-	}
-	app := appFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if num < 1 {
-			return errors.New("--num must be at least 1")
-		}
-		c, name, err := s.target(*app)
-		if err != nil {
-			return err
-		}
-		rng := client.ListRange{Field: "created_at", Max: num, Descending: true}
-		if asJSON {
-			raw, err := c.RawRange(cmd.Context(), appPath(name, "builds"), rng)
+func (s *session) releasesCommand() *cobra.Command {
+	return s.newestList("releases", "list an app's newest releases", "releases", "version",
+		func(ctx context.Context, c *client.Client, name string, rng client.ListRange) error {
+			rels, err := c.Releases(ctx, name, rng)
 			if err != nil {
 				return err
 			}
-			return s.printJSON(raw)
-		}
-		builds, err := c.Builds(cmd.Context(), name, rng)
-		if err != nil {
-			return err
-		}
-		if len(builds) == 0 {
-			fmt.Fprintf(s.stdout, "No builds on %s: `git push` or `dyno deploy` makes one\n", name)
-			return nil
-		}
-		fmt.Fprintf(s.stdout, "=== %s Builds\n", name)
-		rows := make([][]string, len(builds))
-		for i, b := range builds {
-			rel := "-"
-			if b.Release != nil {
-				rel = fmt.Sprintf("v%d", b.Release.Version)
+			if len(rels) == 0 {
+				fmt.Fprintf(s.stdout, "No releases on %s\n", name)
+				return nil
 			}
-			rows[i] = []string{b.ID, b.Status, rel, b.User.Email, s.when(b.CreatedAt)}
-		}
-		printTable(s, rows)
-		return nil
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
-	cmd.Flags().IntVarP(&num, "num", "n", 15, "how many builds to show")
-	return cmd
+			header := fmt.Sprintf("=== %s Releases", name)
+			for _, r := range rels {
+				if r.Current {
+					header += fmt.Sprintf(" - Current: v%d", r.Version)
+				}
+			}
+			fmt.Fprintln(s.stdout, header)
+			rows := make([][]string, len(rels))
+			for i, r := range rels {
+				rows[i] = []string{fmt.Sprintf("v%d", r.Version), describeRelease(r), r.User.Email, s.when(r.CreatedAt)}
+			}
+			printTable(s, rows)
+			return nil
+		})
+}
+
+func (s *session) buildsCommand() *cobra.Command {
+	return s.newestList("builds", "list an app's newest builds, with their status and release", "builds", "created_at",
+		func(ctx context.Context, c *client.Client, name string, rng client.ListRange) error {
+			builds, err := c.Builds(ctx, name, rng)
+			if err != nil {
+				return err
+			}
+			if len(builds) == 0 {
+				fmt.Fprintf(s.stdout, "No builds on %s: `git push` or `dyno deploy` makes one\n", name)
+				return nil
+			}
+			fmt.Fprintf(s.stdout, "=== %s Builds\n", name)
+			rows := make([][]string, len(builds))
+			for i, b := range builds {
+				rel := "-"
+				if b.Release != nil {
+					rel = fmt.Sprintf("v%d", b.Release.Version)
+				}
+				rows[i] = []string{b.ID, b.Status, rel, b.User.Email, s.when(b.CreatedAt)}
+			}
+			printTable(s, rows)
+			return nil
+		})
 }
 
 func (s *session) buildsOutputCommand() *cobra.Command {

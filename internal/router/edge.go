@@ -66,6 +66,15 @@ type edge struct {
 	// afterHijack, when set (tests), runs between a hijack and the loop
 	// taking the connection: the window a Close can fall into.
 	afterHijack func()
+
+	// The event loops (evloop.go), started with the first connection
+	// that enters one. noLoops (tests) keeps every connection on its
+	// goroutine.
+	noLoops      bool
+	loopsMu      sync.Mutex
+	loops        []*evloop
+	loopsStopped bool
+	nextLoop     int
 }
 
 func newEdge(r *Router, cfg ServerConfig) *edge {
@@ -171,28 +180,43 @@ func (e *edge) serveConn(nc net.Conn, hbr *bufio.Reader, first *http.Request) {
 	c.rdl, c.wdl = 0, 0
 	// Go's server stopped counting the connection when it was hijacked.
 	c.account(1)
+	e.runConn(c, first)
+}
+
+// runConn serves c's requests on this goroutine from req on, until the
+// connection ends, goes to Go's server or to an event loop (evloop.go).
+func (e *edge) runConn(c *edgeConn, req *http.Request) {
 	e.mu.Lock()
 	e.conns[c] = struct{}{}
 	if e.closed {
-		nc.Close() // Close came between the hijack and now: the loop ends at once
+		c.nc.Close() // Close came between the hijack and now: the loop ends at once
 	}
 	e.mu.Unlock()
 
-	handedOff := c.run(first)
+	end := c.run(req)
 
 	e.mu.Lock()
 	delete(e.conns, c)
 	e.mu.Unlock()
-	if !handedOff {
+	if end == connEnded {
 		c.account(-1)
 		c.bw.Flush()
-		nc.Close()
+		c.nc.Close()
 	}
 	c.cancel()
 	c.nc, c.ctx, c.cancel, c.cc, c.tls, c.pending = nil, nil, nil, nil, nil, nil
 	c.bw.Reset(nil)
 	e.pool.Put(c)
 }
+
+// connEnd is how a connection left its goroutine.
+type connEnd uint8
+
+const (
+	connEnded     connEnd = iota // closed
+	connHandedOff                // given to Go's server
+	connLooped                   // given to an event loop
+)
 
 // edgeConn is one client connection in the loop. Only its goroutine uses
 // it, but for the watch (watchClient).
@@ -245,21 +269,20 @@ func (c *edgeConn) account(d int64) {
 	}
 }
 
-// run serves requests until the connection ends or is handed off
-// (reported true).
-func (c *edgeConn) run(req *http.Request) (handedOff bool) {
+// run serves requests until the connection ends, is handed off or goes
+// to an event loop.
+func (c *edgeConn) run(req *http.Request) connEnd {
 	for {
 		if !c.serve(req) || c.e.closing.Load() || c.ctx.Err() != nil {
-			return false
+			return connEnded
 		}
-		var ok bool
-		req, ok = c.next()
+		var end connEnd
+		req, end = c.next()
 		if req == nil {
-			if ok {
+			if end == connHandedOff {
 				c.handOff()
-				return true
 			}
-			return false
+			return end
 		}
 	}
 }
@@ -289,22 +312,25 @@ func (c *edgeConn) serve(req *http.Request) (keep bool) {
 	return !w.close
 }
 
-// next reads the next request. It returns nil and true when the
-// connection goes to Go's server (c.raw holds the head read), nil and
-// false when it ends.
-func (c *edgeConn) next() (*http.Request, bool) {
+// next reads the next request. When it returns nil, end says why: the
+// connection goes to Go's server (c.raw holds the head read), to an
+// event loop, or ends.
+func (c *edgeConn) next() (*http.Request, connEnd) {
 	if c.br.Buffered() == 0 && len(c.pending) == 0 {
 		// Nothing pipelined: the responses go out now.
 		if c.bw.Flush() != nil {
-			return nil, false
+			return nil, connEnded
+		}
+		if c.e.enterLoop(c) {
+			return nil, connLooped
 		}
 		c.idle.Store(true)
 		if c.e.closing.Load() {
-			return nil, false
+			return nil, connEnded
 		}
 		c.armRead(c.e.idle, c.e.idle/50)
 		if c.e.closing.Load() {
-			return nil, false // shutdown's deadline may have come before ours
+			return nil, connEnded // shutdown's deadline may have come before ours
 		}
 		// The client's next request is seldom there yet: the other
 		// connections go first, and the read more often finds it rather
@@ -314,35 +340,35 @@ func (c *edgeConn) next() (*http.Request, bool) {
 		_, err := c.br.Peek(1)
 		c.idle.Store(false)
 		if err != nil {
-			return nil, false
+			return nil, connEnded
 		}
 	}
 	n, ok := c.head()
 	if !ok {
-		return nil, false
+		return nil, connEnded
 	}
 	if n < 0 {
 		c.raw = c.raw[:0] // too long for the loop: all of it is buffered
-		return nil, true
+		return nil, connHandedOff
 	}
 	b, _ := c.br.Peek(n)
 	c.raw = append(c.raw[:0], b...)
 	before := c.br.Buffered()
 	req, err := http.ReadRequest(c.br)
 	if used := before - c.br.Buffered(); used > n {
-		return nil, false // (cannot happen: the parser stops at the empty line)
+		return nil, connEnded // (cannot happen: the parser stops at the empty line)
 	} else if used < n {
 		c.br.Discard(n - used) // a parse error before the end: c.raw has it all
 	}
 	if err != nil || !checkHead(req) || !takes(req) {
 		// Go's server answers it as it does (400, 431, 501...), or serves
 		// what the loop does not.
-		return nil, true
+		return nil, connHandedOff
 	}
 	delete(req.Header, "Host")
 	req.RemoteAddr = c.remote
 	req.TLS = c.tls
-	return req, true
+	return req, connEnded
 }
 
 // head waits until a whole request head is buffered, within
@@ -531,6 +557,7 @@ func (e *edge) beginShutdown() {
 		}
 	}
 	e.mu.Unlock()
+	e.shutdownLoops()
 	e.handoff.Close()
 }
 
@@ -570,6 +597,7 @@ func (e *edge) closeAll() {
 		c.nc.Close()
 	}
 	e.mu.Unlock()
+	e.stopLoops()
 	if e.stopInner() {
 		e.inner.Close()
 		<-e.innerDone

@@ -64,41 +64,12 @@ func (r *Router) serveFast(s *reqState) {
 		r.failRequest(s, err)
 		return
 	}
-	s.status = resp.StatusCode
-	// Hop-by-hop headers go first, as in ReverseProxy, so the limits
-	// apply to what would be passed on.
-	conn := resp.Header["Connection"]
-	for k := range resp.Header {
-		if hopByHop(k) || named(conn, k) {
-			delete(resp.Header, k)
-		}
-	}
-	if code := checkResponse(resp); code != nil {
+	if code := r.passHead(s, resp); code != nil {
 		resp.Body.Close()
 		r.failRequest(s, &restrictionError{code})
 		return
 	}
-	h := s.w.Header()
-	if _, ok := resp.Header["X-Request-Id"]; ok {
-		delete(h, "X-Request-Id") // the app's own wins
-	}
-	for k, vs := range resp.Header {
-		// The response is ours alone: its slices can be shared.
-		if prior, ok := h[k]; ok {
-			h[k] = append(prior, vs...)
-		} else {
-			h[k] = vs
-		}
-	}
 	announced := len(resp.Trailer)
-	if announced > 0 {
-		keys := make([]string, 0, announced)
-		for k := range resp.Trailer {
-			keys = append(keys, k)
-		}
-		h.Add("Trailer", strings.Join(keys, ", "))
-	}
-	s.w.WriteHeader(resp.StatusCode)
 
 	s.respBody.rc = resp.Body
 	err = r.copyBody(s, resp.ContentLength == -1 || eventStream(resp.Header))
@@ -112,14 +83,63 @@ func (r *Router) serveFast(s *reqState) {
 		return
 	}
 	resp.Body.Close()
-	if len(resp.Trailer) > 0 {
-		s.w.FlushError() // forces chunking: no Content-Length on short bodies
+	passTrailers(s, resp.Trailer, announced)
+}
+
+// passHead passes the head of a dyno's final response on to the client:
+// hop-by-hop headers out, the response limits (a code when it breaks
+// one: nothing was written), the app's X-Request-Id over the router's,
+// the announced trailers, the status.
+func (r *Router) passHead(s *reqState, resp *http.Response) *hcode {
+	s.status = resp.StatusCode
+	// Hop-by-hop headers go first, as in ReverseProxy, so the limits
+	// apply to what would be passed on.
+	conn := resp.Header["Connection"]
+	for k := range resp.Header {
+		if hopByHop(k) || named(conn, k) {
+			delete(resp.Header, k)
+		}
 	}
+	if code := checkResponse(resp); code != nil {
+		return code
+	}
+	h := s.w.Header()
+	if _, ok := resp.Header["X-Request-Id"]; ok {
+		delete(h, "X-Request-Id") // the app's own wins
+	}
+	for k, vs := range resp.Header {
+		// The response is ours alone: its slices can be shared.
+		if prior, ok := h[k]; ok {
+			h[k] = append(prior, vs...)
+		} else {
+			h[k] = vs
+		}
+	}
+	if len(resp.Trailer) > 0 {
+		keys := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h.Add("Trailer", strings.Join(keys, ", "))
+	}
+	s.w.WriteHeader(resp.StatusCode)
+	return nil
+}
+
+// passTrailers adds the trailers a dyno sent after its body to the
+// response, once the body is out; announced is how many the response head
+// declared (undeclared ones need http.TrailerPrefix).
+func passTrailers(s *reqState, trailer http.Header, announced int) {
+	if len(trailer) == 0 {
+		return
+	}
+	s.w.FlushError() // forces chunking: no Content-Length on short bodies
 	prefix := ""
-	if len(resp.Trailer) != announced {
+	if len(trailer) != announced {
 		prefix = http.TrailerPrefix // trailers the dyno did not announce
 	}
-	for k, vs := range resp.Trailer {
+	h := s.w.Header()
+	for k, vs := range trailer {
 		for _, v := range vs {
 			h.Add(prefix+k, v)
 		}

@@ -193,18 +193,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	s := &reqState{Context: req.Context(), req: req, host: host, name: name, start: start, app: a}
-	s.rc = *http.NewResponseController(w)
-	s.w = responseWriter{ResponseWriter: w, rctl: &s.rc, idle: int64(r.cfg.IdleTimeout)}
-	s.requestID = req.Header.Get("X-Request-Id")
-	if !validRequestID(s.requestID) {
-		s.requestID = r.ids.next()
-	}
-	s.fwd = forwardedFor(req)
-	// The value's backing array is the one rewrite sends to the dyno.
-	s.hdr[3] = s.requestID
-	w.Header()["X-Request-Id"] = s.hdr[3:4:4]
-
+	s := r.newState(new(reqState), w, req, host, name, a, start, true)
 	st := a.state
 	st.inflight.Add(1)
 	defer st.inflight.Add(-1)
@@ -261,6 +250,28 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.proxy.ServeHTTP(&s.w, req.WithContext(s)) // s is the context: no extra value layer
+}
+
+// newState makes s the state of a request to app a: its request ID (the
+// client's when valid), X-Forwarded-For, and the X-Request-Id of the
+// response. deadlines says whether the writer may move the client's write
+// deadline (the event loop keeps its own).
+func (r *Router) newState(s *reqState, w http.ResponseWriter, req *http.Request, host, name string, a *app, start time.Time, deadlines bool) *reqState {
+	*s = reqState{Context: req.Context(), req: req, host: host, name: name, start: start, app: a}
+	s.w = responseWriter{ResponseWriter: w, idle: int64(r.cfg.IdleTimeout)}
+	if deadlines {
+		s.rc = *http.NewResponseController(w)
+		s.w.rctl = &s.rc
+	}
+	s.requestID = req.Header.Get("X-Request-Id")
+	if !validRequestID(s.requestID) {
+		s.requestID = r.ids.next()
+	}
+	s.fwd = forwardedFor(req)
+	// The value's backing array is the one rewrite sends to the dyno.
+	s.hdr[3] = s.requestID
+	w.Header()["X-Request-Id"] = s.hdr[3:4:4]
+	return s
 }
 
 // admit applies the checks made before a request may go to a dyno: the

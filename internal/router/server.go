@@ -128,6 +128,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if werr := s.edge.wait(ctx); err == nil {
 		err = werr
 	}
+	if err == nil {
+		s.edge.stopLoops() // nothing is left in them
+	}
 	return err
 }
 

@@ -1,0 +1,563 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The event loops: where the edge loop's plain-HTTP connections wait and
+// are served once they are kept alive. A goroutine per connection costs
+// two parks and wake-ups per request (the client's next request, the
+// dyno's answer), reads that fail with EAGAIN and the netpoller's own
+// work: about 6 µs of CPU per request more than nginx (issue 4,
+// bench/router/evloop). So when a connection of the edge loop has nothing
+// left to read, it leaves its goroutine: its socket goes to one of a few
+// epoll loops (one per P), which read only what epoll reports ready, with
+// raw system calls, and serve the requests the edge loop serves (bodiless,
+// replayable: fastInbound) themselves, over connections to the dynos of
+// their own, with the router's own code: the same parser and checks, the
+// same admission, balancing, retries and quarantine, the same request
+// head for the dyno (writeFastRequest), the same response checks
+// (passHead), writer (edgeWriter), H codes, log line and metrics.
+//
+// What a loop does not do, a goroutine does: a request that must wait (no
+// route table yet, no up dyno, every dyno quarantined) goes back to a
+// goroutine of the edge loop (edge.resume), one the loop does not serve
+// at all (a body, Upgrade, a head over edgeReadBufSize, what Go's parser
+// refuses) to Go's server (edge.pass), with the bytes already read
+// replayed. TLS connections stay on their goroutines: a loop would have
+// to run TLS itself.
+//
+// Every loop has one owner, the edge: started with the first connection,
+// stopped by Server.Shutdown (once the connections are gone) or
+// Server.Close (at once). A loop's state is its goroutine's alone; other
+// goroutines talk to it through post (a locked inbox and an eventfd).
+
+const (
+	// clientInMax caps what a client connection holds unread (pipelined
+	// requests): beyond, the loop reads it no more until it served them.
+	clientInMax = 64 << 10
+	// outHigh is the output a client may leave untaken before the loop
+	// stops reading the dyno's body for it (back-pressure).
+	outHigh = 256 << 10
+	// upBufSize is the read buffer of a dyno connection in an exchange;
+	// a response head may grow it up to maxResponseHeaders.
+	upBufSize = 32 << 10
+	// epollEvents is how many events one wait returns at most.
+	epollEvents = 256
+)
+
+// evloop is one event loop.
+type evloop struct {
+	e    *edge
+	r    *Router
+	ep   int             // epoll
+	epf  *os.File        // ep, in Go's poller: the loop waits there
+	eprc syscall.RawConn // epf's
+	wake int             // eventfd: the inbox has something
+
+	mu      sync.Mutex
+	inbox   []loopMsg
+	woken   bool
+	stopped bool // no more messages are taken
+
+	done chan struct{} // closed when the loop's goroutine ends
+
+	// The loop goroutine's own.
+	conns   map[int32]loopFD // by fd
+	gen     uint32           // tells a connection from a later one on the same fd
+	pools   map[*dyno]*loopPool
+	events  []unix.EpollEvent
+	rd      bytes.Reader
+	br      *bufio.Reader // parses heads
+	ubw     *bufio.Writer // writes dyno request heads
+	bufs    [][]byte      // free dyno read buffers
+	closing bool          // Shutdown began: close connections between requests
+	// now is the time of the last wait's return, unix ns: the clock of
+	// deadlines and idle times, read once per batch of events.
+	now int64
+}
+
+// loopFD is a connection in a loop: a client's (*lconn) or a dyno's (*lup).
+type loopFD interface{ generation() uint32 }
+
+// loopMsg is a message to a loop: a connection entering it or whose timer
+// fired, or a command.
+type loopMsg struct {
+	enter *lconn
+	timer *lconn
+	cmd   loopCmd
+}
+
+type loopCmd uint8
+
+const (
+	cmdNone     loopCmd = iota
+	cmdShutdown         // close idle connections, the others after their response
+	cmdExit             // close every connection and end
+)
+
+// newLoop makes a loop and starts its goroutine.
+func newLoop(e *edge) (*evloop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(ep)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	l := &evloop{
+		e: e, r: e.r, ep: ep, wake: wake,
+		done:   make(chan struct{}),
+		conns:  make(map[int32]loopFD),
+		pools:  make(map[*dyno]*loopPool),
+		events: make([]unix.EpollEvent, epollEvents),
+		br:     bufio.NewReaderSize(nil, upReadBufSize),
+		ubw:    bufio.NewWriterSize(nil, upWriteBufSize),
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(ep)
+		unix.Close(wake)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	// The loop waits for its epoll set in Go's poller, as a goroutine
+	// waits for a socket: blocked in epoll_wait itself, it would hold a
+	// thread in a system call, which the scheduler's monitor keeps taking
+	// its P from (sysConn's reason). Non-blocking, ep becomes "kind
+	// nonblock" to os.NewFile, which puts it in the poller.
+	unix.SetNonblock(ep, true)
+	l.epf = os.NewFile(uintptr(ep), "epoll")
+	rc, err := l.epf.SyscallConn()
+	if err != nil {
+		l.epf.Close()
+		unix.Close(wake)
+		return nil, err
+	}
+	l.eprc = rc
+	go l.run()
+	return l, nil
+}
+
+// wait waits for events: epoll_wait that never blocks, in Go's poller
+// until the set is ready.
+func (l *evloop) wait() (int, error) {
+	n := 0
+	var errno syscall.Errno
+	err := l.eprc.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+			if e == syscall.EINTR {
+				continue
+			}
+			n, errno = int(r), e
+			return e != 0 || r > 0
+		}
+	})
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError("epoll_wait", errno)
+	}
+	return n, err
+}
+
+// post sends m to the loop; false when it takes no more messages.
+func (l *evloop) post(m loopMsg) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.inbox = append(l.inbox, m)
+	wake := !l.woken
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		one := uint64(1)
+		rawWrite(l.wake, (*[8]byte)(unsafe.Pointer(&one))[:])
+	}
+	return true
+}
+
+// stop makes the loop close every connection and end, and waits for it.
+func (l *evloop) stop() {
+	l.post(loopMsg{cmd: cmdExit})
+	<-l.done
+}
+
+// run is the loop's goroutine.
+func (l *evloop) run() {
+	defer close(l.done)
+	for {
+		n, err := l.wait()
+		l.now = nanotime()
+		if err != nil {
+			l.r.log.Error("router event loop: epoll_wait failed; its connections are closed", "err", err)
+			l.exit()
+			return
+		}
+		inbox := false
+		for i := range n {
+			ev := &l.events[i]
+			if ev.Fd == int32(l.wake) {
+				inbox = true
+				continue
+			}
+			x := l.conns[ev.Fd]
+			if x == nil || x.generation() != uint32(ev.Pad) {
+				continue // closed earlier in this batch
+			}
+			switch x := x.(type) {
+			case *lconn:
+				l.clientEvent(x, ev.Events)
+			case *lup:
+				l.upEvent(x, ev.Events)
+			}
+		}
+		if inbox && l.messages() {
+			return
+		}
+	}
+}
+
+// messages handles the inbox; true when the loop must end.
+func (l *evloop) messages() bool {
+	var b [8]byte
+	rawRead(l.wake, b[:])
+	l.mu.Lock()
+	msgs := l.inbox
+	l.inbox = nil
+	l.woken = false
+	l.mu.Unlock()
+	for _, m := range msgs {
+		switch {
+		case m.enter != nil:
+			l.enter(m.enter)
+		case m.timer != nil:
+			l.timerFired(m.timer)
+		case m.cmd == cmdShutdown:
+			l.closing = true
+			for _, x := range l.conns {
+				if c, ok := x.(*lconn); ok && c.state == lcIdle {
+					l.advance(c)
+				}
+			}
+		case m.cmd == cmdExit:
+			l.exit()
+			return true
+		}
+	}
+	return false
+}
+
+// exit closes every connection and the loop's own descriptors.
+func (l *evloop) exit() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	for _, x := range l.conns {
+		switch x := x.(type) {
+		case *lconn:
+			if x.state == lcBusy {
+				l.abort(x, errH27) // the router closed: nobody to answer
+			} else {
+				l.closeClient(x)
+			}
+		case *lup:
+			l.closeUp(x)
+		}
+	}
+	l.epf.Close()
+	unix.Close(l.wake)
+}
+
+// register adds fd to the epoll set, edge-triggered, for x.
+func (l *evloop) register(fd int, x loopFD) error {
+	ev := unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd:     int32(fd),
+		Pad:    int32(x.generation()),
+	}
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	l.conns[int32(fd)] = x
+	return nil
+}
+
+// forget takes fd out of the loop before it is closed or given away.
+func (l *evloop) forget(fd int) {
+	delete(l.conns, int32(fd))
+	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+func (l *evloop) nextGen() uint32 {
+	l.gen++
+	return l.gen
+}
+
+// rawRead and rawWrite are read(2) and write(2) on a non-blocking
+// socket: they never block, so they need not tell the scheduler.
+func rawRead(fd int, b []byte) (int, syscall.Errno) {
+	for {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if errno != syscall.EINTR {
+			return int(n), errno
+		}
+	}
+}
+
+func rawWrite(fd int, b []byte) (int, syscall.Errno) {
+	for {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if errno != syscall.EINTR {
+			return int(n), errno
+		}
+	}
+}
+
+// fdOut is a socket's output: written at once as far as the socket takes
+// it, held (pend) for when it takes more. It never blocks.
+type fdOut struct {
+	fd   int
+	now  *int64 // the loop's clock
+	pend []byte
+	hold bool  // not connected yet: hold everything
+	err  error // the write that failed; later writes fail with it
+	at   int64 // unix ns of the last progress (or of the first byte held)
+}
+
+func (o *fdOut) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	if len(o.pend) > 0 || o.hold {
+		if len(o.pend) == 0 {
+			o.at = *o.now
+		}
+		o.pend = append(o.pend, p...)
+		return len(p), nil
+	}
+	n := o.write(p)
+	if o.err != nil {
+		return n, o.err
+	}
+	if n < len(p) {
+		o.at = *o.now
+		o.pend = append(o.pend, p[n:]...)
+	}
+	return len(p), nil
+}
+
+// write writes what the socket takes of p.
+func (o *fdOut) write(p []byte) int {
+	w := 0
+	for w < len(p) {
+		n, errno := rawWrite(o.fd, p[w:])
+		switch errno {
+		case 0:
+			w += n
+		case syscall.EAGAIN:
+			return w
+		default:
+			o.err = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", errno)}
+			return w
+		}
+	}
+	return w
+}
+
+// flush writes what is held, as far as the socket takes it; true when
+// nothing is left.
+func (o *fdOut) flush() bool {
+	if o.err != nil || o.hold {
+		return false
+	}
+	if len(o.pend) == 0 {
+		return true
+	}
+	n := o.write(o.pend)
+	if n > 0 {
+		o.at = *o.now
+	}
+	if n == len(o.pend) {
+		if cap(o.pend) > 1<<20 {
+			o.pend = nil // a burst's buffer is not kept
+		} else {
+			o.pend = o.pend[:0]
+		}
+		return true
+	}
+	o.pend = o.pend[:copy(o.pend, o.pend[n:])]
+	return false
+}
+
+// enterLoop gives c's socket to an event loop, when c is a plain TCP
+// connection and the loops run: the loop serves its requests from now on.
+// Called between requests, with nothing read ahead.
+func (e *edge) enterLoop(c *edgeConn) bool {
+	if c.tls != nil || e.noLoops || e.closing.Load() {
+		return false
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	if _, tcp := c.nc.LocalAddr().(*net.TCPAddr); !tcp {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	l := e.loop()
+	if l == nil {
+		return false
+	}
+	fd := -1
+	rc.Control(func(s uintptr) {
+		fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err != nil || fd < 0 {
+		return false
+	}
+	lc := &lconn{l: l, fd: fd, base: context.WithoutCancel(c.ctx)}
+	lc.e = e
+	lc.remote, lc.cc = c.remote, c.cc
+	lc.ctx = lc.base
+	lc.bw = bufio.NewWriterSize(&lc.out, edgeWriteBufSize)
+	lc.w.h = make(http.Header, 16)
+	lc.w.pend = make([]byte, 0, pendSize)
+	lc.out.fd, lc.out.now = fd, &l.now
+	// The loop holds one count of e.active until the connection closes
+	// or goes back to a goroutine.
+	e.active.Add(1)
+	if !l.post(loopMsg{enter: lc}) {
+		e.active.Add(-1)
+		unix.Close(fd)
+		return false
+	}
+	// The loop has the socket (a duplicate): Go's poller lets it go.
+	c.nc.Close()
+	return true
+}
+
+// loop returns the next loop for a connection, starting them with the
+// first; nil once they stopped (or could not start).
+func (e *edge) loop() *evloop {
+	e.loopsMu.Lock()
+	defer e.loopsMu.Unlock()
+	if e.loopsStopped {
+		return nil
+	}
+	if e.loops == nil {
+		n := min(max(runtime.GOMAXPROCS(0), 1), 8)
+		for range n {
+			l, err := newLoop(e)
+			if err != nil {
+				e.r.log.Warn("router event loop could not start: connections stay on goroutines", "err", err)
+				break
+			}
+			e.loops = append(e.loops, l)
+		}
+		if len(e.loops) == 0 {
+			e.loopsStopped = true
+			return nil
+		}
+	}
+	e.nextLoop++
+	return e.loops[e.nextLoop%len(e.loops)]
+}
+
+// shutdownLoops tells the loops that Shutdown began.
+func (e *edge) shutdownLoops() {
+	e.loopsMu.Lock()
+	loops := e.loops
+	e.loopsMu.Unlock()
+	for _, l := range loops {
+		l.post(loopMsg{cmd: cmdShutdown})
+	}
+}
+
+// stopLoops closes the loops' connections and ends them; no connection
+// enters a loop afterwards.
+func (e *edge) stopLoops() {
+	e.loopsMu.Lock()
+	loops := e.loops
+	e.loops = nil
+	e.loopsStopped = true
+	e.loopsMu.Unlock()
+	for _, l := range loops {
+		l.stop()
+	}
+}
+
+// fileConn makes a Go connection of a loop's socket, closing fd.
+func fileConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "tcp")
+	nc, err := net.FileConn(f) // a duplicate, in Go's poller
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	return newSysConn(nc), nil
+}
+
+// resume serves a connection a loop gave back, from req on, on this
+// goroutine: out is output the loop could not write yet, rest what it
+// read beyond req's head. It ends the count of e.active the loop held.
+func (e *edge) resume(nc net.Conn, lc *lconn, out []byte, req *http.Request, rest []byte) {
+	defer e.active.Add(-1)
+	c := e.pool.Get().(*edgeConn)
+	c.nc = nc
+	c.tls = nil
+	c.remote = lc.remote
+	c.ctx, c.cancel = context.WithCancel(lc.base)
+	c.cc = lc.cc
+	c.pending = rest
+	c.br.Reset(c)
+	c.bw.Reset(nc)
+	c.rdl, c.wdl = 0, 0
+	if len(out) > 0 {
+		c.armWrite()
+		if _, err := nc.Write(out); err != nil {
+			c.cancel()
+			c.account(-1)
+			nc.Close()
+			c.nc, c.ctx, c.cancel, c.cc, c.pending = nil, nil, nil, nil, nil
+			c.bw.Reset(nil)
+			e.pool.Put(c)
+			return
+		}
+	}
+	e.runConn(c, req.WithContext(c.ctx))
+}
+
+// passBack gives a connection a loop does not serve to Go's server, with
+// prefix (what the loop read) replayed, after out.
+func (e *edge) passBack(nc net.Conn, out, prefix []byte) {
+	defer e.active.Add(-1)
+	if len(out) > 0 {
+		nc.SetWriteDeadline(time.Now().Add(e.writeIdle))
+		_, err := nc.Write(out)
+		nc.SetWriteDeadline(time.Time{})
+		if err != nil {
+			nc.Close()
+			return
+		}
+	}
+	e.handoffs.Add(1)
+	e.pass(&handoffConn{Conn: nc, prefix: prefix})
+}

@@ -60,9 +60,10 @@ type edge struct {
 	conns  map[*edgeConn]struct{}
 	closed bool      // Close was called: connections entering the loop close
 	pool   sync.Pool // *edgeConn, with its buffers
-	// Requests the loop served and connections it handed off, for tests.
-	served, handoffs atomic.Int64
-	dates            atomic.Pointer[dateStamp]
+	// Requests the loop served, connections it handed off and those that
+	// went to an event loop, for tests.
+	served, handoffs, looped atomic.Int64
+	dates                    atomic.Pointer[dateStamp]
 	// afterHijack, when set (tests), runs between a hijack and the loop
 	// taking the connection: the window a Close can fall into.
 	afterHijack func()

@@ -24,6 +24,7 @@ type lconn struct {
 
 	in       []byte // read, not yet served
 	readable bool   // the socket may hold more than was read
+	hup      bool   // epoll saw the client's FIN (or an error): read to the end
 	eof      bool   // the client sent its last byte (or reset)
 	out      fdOut
 	state    lcState
@@ -86,6 +87,7 @@ func (l *evloop) clientEvent(c *lconn, ev uint32) {
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.readable = true
+		c.hup = c.hup || ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 		l.readClient(c)
 	}
 }
@@ -105,8 +107,8 @@ func (l *evloop) readClient(c *lconn) {
 			c.eof, c.readable = true, false // a reset is a hang-up too
 		default:
 			c.in = c.in[:len(c.in)+n]
-			if n < len(free) {
-				c.readable = false // a short read drained the socket
+			if n < len(free) && !c.hup {
+				c.readable = false // a short read drained the socket; a FIN would have told
 			}
 		}
 	}
@@ -377,10 +379,31 @@ func (l *evloop) handOff(c *lconn) {
 	go l.e.passBack(nc, out, prefix)
 }
 
-// rearm sets the connection's deadline for its state: the idle and
-// header timeouts between requests, H19's connect timeout, H12's first
-// byte, the H15 and H28 idle windows.
+// rearm sets the connection's deadline for its state (deadline) and
+// its timer.
 func (l *evloop) rearm(c *lconn) {
+	at := l.deadline(c)
+	c.dl = at
+	if at == 0 || c.timerAt != 0 && c.timerAt <= at {
+		return // the timer fires before: it sets itself again then
+	}
+	// Never further than the shortest window: a deadline set later is
+	// then never earlier than the timer, and requests need no Reset.
+	now := l.now
+	at = min(at, now+int64(l.minWindow()))
+	c.timerAt = at
+	d := time.Duration(at - now)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, func() { l.post(loopMsg{timer: c}) })
+	} else {
+		c.timer.Reset(d)
+	}
+}
+
+// deadline is the connection's deadline in its state: the idle and
+// header timeouts between requests, H19's connect timeout, H12's first
+// byte, the H15 and H28 idle windows; 0 for none.
+func (l *evloop) deadline(c *lconn) int64 {
 	e, r := l.e, l.r
 	var at int64
 	switch c.state {
@@ -408,21 +431,7 @@ func (l *evloop) rearm(c *lconn) {
 			}
 		}
 	}
-	c.dl = at
-	if at == 0 || c.timerAt != 0 && c.timerAt <= at {
-		return // the timer fires before: it sets itself again then
-	}
-	// Never further than the shortest window: a deadline set later is
-	// then never earlier than the timer, and requests need no Reset.
-	now := l.now
-	at = min(at, now+int64(l.minWindow()))
-	c.timerAt = at
-	d := time.Duration(at - now)
-	if c.timer == nil {
-		c.timer = time.AfterFunc(d, func() { l.post(loopMsg{timer: c}) })
-	} else {
-		c.timer.Reset(d)
-	}
+	return at
 }
 
 // minWindow is the shortest of the timeouts rearm sets.
@@ -439,7 +448,7 @@ func (l *evloop) timerFired(c *lconn) {
 		return
 	}
 	now := l.now
-	if c.dl == 0 || now < c.dl {
+	if c.dl = l.deadline(c); c.dl == 0 || now < c.dl {
 		l.rearm(c)
 		return
 	}

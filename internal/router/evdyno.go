@@ -29,6 +29,7 @@ type lup struct {
 	out        fdOut
 	in         []byte // read, not yet passed on (nil in the pool)
 	readable   bool
+	hup        bool // epoll saw the dyno's FIN (or an error): read to the end
 	connecting bool
 	reused     bool
 	dialAt     int64 // unix ns the connect began
@@ -207,6 +208,7 @@ func (l *evloop) upEvent(u *lup, ev uint32) {
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		u.readable = true
+		u.hup = u.hup || ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 		l.readUp(u)
 	}
 }
@@ -240,7 +242,8 @@ func (l *evloop) readUp(u *lup) {
 			return
 		}
 		if len(c.out.pend) >= outHigh {
-			return // the client's flush reads on
+			l.rearm(c) // H28's window, not H15's
+			return     // the client's flush reads on
 		}
 		if len(u.in) == cap(u.in) {
 			u.in = slices.Grow(u.in, cap(u.in)) // a long head
@@ -261,8 +264,8 @@ func (l *evloop) readUp(u *lup) {
 			l.upEOF(u)
 			return
 		}
-		if n < len(free) {
-			u.readable = false
+		if n < len(free) && !u.hup {
+			u.readable = false // a short read drained the socket; a FIN would have told
 		}
 		u.in = u.in[:len(u.in)+n]
 		u.nread += int64(n)

@@ -451,6 +451,7 @@ func (e *edge) enterLoop(c *edgeConn) bool {
 	}
 	// The loop has the socket (a duplicate): Go's poller lets it go.
 	c.nc.Close()
+	e.looped.Add(1)
 	return true
 }
 

@@ -1,0 +1,320 @@
+package router
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dyno-platform/dyno/internal/model"
+)
+
+// scriptDyno is a dyno stand-in that runs script on each connection,
+// after reading a request.
+func scriptDyno(t *testing.T, script func(c net.Conn, req *http.Request)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					script(c, req)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// loopClient dials the front server and makes its connection enter an
+// event loop: a first request (Go's server, then the edge loop), then
+// the wait for the loop to take the connection.
+func loopClient(t *testing.T, e *env, ed *edge) *rawClient {
+	t.Helper()
+	before := ed.looped.Load()
+	rc := dialFront(t, e.front, false)
+	rc.send(getReq("warm"))
+	if code, _, _ := rc.read(); code != 200 {
+		t.Fatalf("warm-up: %d", code)
+	}
+	e.logs.next(t)
+	for deadline := time.Now().Add(5 * time.Second); ed.looped.Load() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not enter an event loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return rc
+}
+
+// TestLoopSemantics checks that a request served by an event loop gets
+// what the goroutine path gives it: responses passed on whole (chunked,
+// trailers, until EOF, 1xx, HEAD), and each router error's status, code
+// and connection outcome.
+func TestLoopSemantics(t *testing.T) {
+	e := newEnv(t, Config{FirstByteTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond,
+		Quarantine: time.Minute, ConnectWait: 300 * time.Millisecond})
+	ed := e.server.edge
+	e.app("hello", "a0")
+	e.dyno("a0", 1, model.StateUp, says(t, "warm"))
+	e.waitTable("hello", upCount(1))
+	raw := func(resp string) string {
+		return scriptDyno(t, func(c net.Conn, req *http.Request) { io.WriteString(c, resp) })
+	}
+	tests := []struct {
+		name     string
+		dyno     string // endpoint; "" for a crashed dyno
+		req      string // sent as is; "" for a GET
+		status   int
+		body     string
+		trailer  string // X-T trailer value wanted
+		code     string // log line code= ("" none)
+		logState string // log line status=
+		closes   bool   // the router closes the connection after
+	}{
+		{name: "ok", dyno: says(t, "hi"), status: 200, body: "hi", logState: "200"},
+		{name: "chunked with trailers", dyno: raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n" +
+			"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: v\r\n\r\n"), status: 200, body: "hello world", trailer: "v", logState: "200"},
+		{name: "until EOF", dyno: scriptDyno(t, func(c net.Conn, req *http.Request) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+			c.Close()
+		}), status: 200, body: "all of it", logState: "200"},
+		{name: "early hints", dyno: raw("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+			status: 200, body: "ok", logState: "200"},
+		{name: "HEAD", dyno: raw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), req: "HEAD / HTTP/1.1\r\nHost: app.localhost\r\n\r\n",
+			status: 200, logState: "200"},
+		{name: "H12", dyno: scriptDyno(t, func(net.Conn, *http.Request) { time.Sleep(time.Second) }),
+			status: 503, code: "H12", logState: "503"},
+		{name: "H13", dyno: scriptDyno(t, func(c net.Conn, _ *http.Request) { c.Close() }),
+			status: 503, code: "H13", logState: "503"},
+		{name: "H21", dyno: refusedEndpoint(t), status: 503, code: "H21", logState: "503"},
+		{name: "H25", dyno: raw("HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok"), status: 502, code: "H25", logState: "502"},
+		{name: "H15", dyno: raw("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\npart"), status: -1, code: "H15", logState: "503", closes: true},
+		{name: "H18", dyno: scriptDyno(t, func(c net.Conn, _ *http.Request) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\npart")
+			c.Close()
+		}), status: -1, code: "H18", logState: "503", closes: true},
+		{name: "bad chunk", dyno: raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"), status: -1, code: "H18", logState: "503", closes: true},
+		{name: "crashed: a goroutine answers", dyno: "", status: 503, code: "H10", logState: "503"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name, id := fmt.Sprintf("app%d", i), fmt.Sprintf("id%d", i)
+			e.app(name, id)
+			if tt.dyno == "" {
+				e.dyno(id, 1, model.StateCrashed, "")
+				e.waitTable(name, func(a *app) bool { return a != nil && a.crashed == 1 })
+			} else {
+				e.dyno(id, 1, model.StateUp, tt.dyno)
+				e.waitTable(name, upCount(1))
+			}
+			rc := loopClient(t, e, ed)
+			req := strings.Replace(tt.req, "app.localhost", name+".localhost", 1)
+			if req == "" {
+				req = "GET / HTTP/1.1\r\nHost: " + name + ".localhost\r\n\r\n"
+			}
+			rc.send(req)
+			var head *http.Request
+			if strings.HasPrefix(req, "HEAD") {
+				head = &http.Request{Method: "HEAD"}
+			}
+			resp, err := http.ReadResponse(rc.br, head)
+			if err == nil && resp.StatusCode == 103 {
+				if resp.Header.Get("Link") != "</a.css>" {
+					t.Fatalf("103 without its Link: %v", resp.Header)
+				}
+				resp, err = http.ReadResponse(rc.br, head)
+			}
+			var body []byte
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+			}
+			switch {
+			case tt.status == -1:
+				// The head went out; the body is cut: the client must not
+				// take it for a whole one.
+				if err == nil {
+					t.Fatalf("a cut body read as whole: %q", body)
+				}
+			case err != nil:
+				t.Fatalf("response: %v", err)
+			case resp.StatusCode != tt.status || tt.status == 200 && string(body) != tt.body:
+				t.Fatalf("%d %q, want %d %q", resp.StatusCode, body, tt.status, tt.body)
+			case resp.Trailer.Get("X-T") != tt.trailer:
+				t.Fatalf("trailer X-T %q, want %q", resp.Trailer.Get("X-T"), tt.trailer)
+			}
+			l := e.logs.next(t)
+			if got := field(l.line.Message, "code"); got != tt.code || field(l.line.Message, "status") != tt.logState {
+				t.Fatalf("log line %q, want code=%q status=%s", l.line.Message, tt.code, tt.logState)
+			}
+			if tt.closes {
+				if !rc.closed(2 * time.Second) {
+					t.Fatal("the connection stayed open after a cut body")
+				}
+				return
+			}
+			// The connection goes on.
+			rc.send(getReq("again"))
+			if code, body, _ := rc.read(); code != 200 || body != "warm" {
+				t.Fatalf("next request: %d %q", code, body)
+			}
+			e.logs.next(t)
+		})
+	}
+}
+
+// TestLoopClientLeaves checks the client's side of a loop's exchange: a
+// client that hangs up while its dyno works (H27), one that takes none
+// of a long response (H28), and a large body moved with back-pressure.
+func TestLoopClientLeaves(t *testing.T) {
+	e := newEnv(t, Config{IdleTimeout: 300 * time.Millisecond})
+	ed := e.server.edge
+	e.app("hello", "a0")
+	e.dyno("a0", 1, model.StateUp, says(t, "warm"))
+	e.waitTable("hello", upCount(1))
+	const big = 64 << 20
+	e.app("slow", "a1")
+	e.dyno("a1", 1, model.StateUp, dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Header().Set("Content-Length", fmt.Sprint(big))
+			chunk := make([]byte, 64<<10)
+			for sent := 0; sent < big; sent += len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+			return
+		}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(2 * time.Second):
+		}
+	}))
+	e.waitTable("slow", upCount(1))
+
+	t.Run("H27", func(t *testing.T) {
+		rc := loopClient(t, e, ed)
+		rc.send("GET /wait HTTP/1.1\r\nHost: slow.localhost\r\n\r\n")
+		time.Sleep(50 * time.Millisecond)
+		rc.c.Close()
+		l := e.logs.next(t)
+		if field(l.line.Message, "code") != "H27" || field(l.line.Message, "status") != "499" {
+			t.Fatalf("log line %q, want H27 status=499", l.line.Message)
+		}
+	})
+	t.Run("H28", func(t *testing.T) {
+		rc := loopClient(t, e, ed)
+		rc.send("GET /big HTTP/1.1\r\nHost: slow.localhost\r\n\r\n") // and read none of it
+		l := e.logs.next(t)
+		if field(l.line.Message, "code") != "H28" || field(l.line.Message, "status") != "499" {
+			t.Fatalf("log line %q, want H28 status=499", l.line.Message)
+		}
+		// What the client's socket took of the body, then the end.
+		rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, rc.br); isTimeout(err) {
+			t.Fatal("the connection stayed open after H28")
+		}
+	})
+	t.Run("a large body", func(t *testing.T) {
+		rc := loopClient(t, e, ed)
+		rc.send("GET /big HTTP/1.1\r\nHost: slow.localhost\r\n\r\n")
+		rc.c.SetDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(rc.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A slow start: the loop must hold the dyno back, not the body.
+		time.Sleep(100 * time.Millisecond)
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err != nil || n != big {
+			t.Fatalf("read %d bytes (%v), want %d", n, err, big)
+		}
+		if l := e.logs.next(t); field(l.line.Message, "bytes") != fmt.Sprint(big) {
+			t.Fatalf("log line %q", l.line.Message)
+		}
+	})
+}
+
+// TestLoopHandsBack checks what a loop gives back: a request with a body
+// goes to Go's server and the connection comes back to a loop after it;
+// responses to pipelined requests keep their order across the hand-offs.
+func TestLoopHandsBack(t *testing.T) {
+	e, _, ed := edgeFront(t, ServerConfig{}, false)
+	rc := loopClient(t, e, ed)
+	before, looped := ed.handoffs.Load(), ed.looped.Load()
+	rc.send(getReq("a") + "POST /b HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 3\r\n\r\nxyz" + getReq("c"))
+	for _, want := range []string{"GET /a  http", "POST /b xyz http", "GET /c  http"} {
+		if code, body, _ := rc.read(); code != 200 || body != want {
+			t.Fatalf("%d %q, want 200 %q", code, body, want)
+		}
+		e.logs.next(t)
+	}
+	if got := ed.handoffs.Load() - before; got != 1 {
+		t.Fatalf("%d hand-offs, want 1", got)
+	}
+	// Back in a loop once Go's server is done with it.
+	for deadline := time.Now().Add(5 * time.Second); ed.looped.Load() == looped; {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not go back to a loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rc.send(getReq("d"))
+	if code, body, _ := rc.read(); code != 200 || body != "GET /d  http" {
+		t.Fatalf("%d %q", code, body)
+	}
+	e.logs.next(t)
+}
+
+// TestLoopShutdown checks Shutdown with connections in loops: an idle one
+// closes at once, a busy one after its response, and Shutdown returns
+// once they are gone.
+func TestLoopShutdown(t *testing.T) {
+	e := newEnv(t, Config{})
+	ed := e.server.edge
+	e.app("hello", "a0")
+	e.dyno("a0", 1, model.StateUp, says(t, "warm"))
+	e.waitTable("hello", upCount(1))
+	e.app("slow", "a1")
+	e.dyno("a1", 1, model.StateUp, dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "done")
+	}))
+	e.waitTable("slow", upCount(1))
+	idle := loopClient(t, e, ed)
+	busy := loopClient(t, e, ed)
+	busy.send("GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	shutdown(t, e.server)
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("Shutdown returned after %v, before the busy request's response", d)
+	}
+	if code, body, _ := busy.read(); code != 200 || body != "done" {
+		t.Fatalf("busy: %d %q", code, body)
+	}
+	if !busy.closed(time.Second) || !idle.closed(time.Second) {
+		t.Fatal("a loop connection stayed open after Shutdown")
+	}
+	if n := ed.active.Load(); n != 0 {
+		t.Fatalf("%d connections still counted after Shutdown", n)
+	}
+}

@@ -354,12 +354,18 @@ func (c *edgeConn) next() (*http.Request, connEnd) {
 	}
 	b, _ := c.br.Peek(n)
 	c.raw = append(c.raw[:0], b...)
-	before := c.br.Buffered()
-	req, err := http.ReadRequest(c.br)
-	if used := before - c.br.Buffered(); used > n {
-		return nil, connEnded // (cannot happen: the parser stops at the empty line)
-	} else if used < n {
-		c.br.Discard(n - used) // a parse error before the end: c.raw has it all
+	req := quickRequest(b)
+	var err error
+	if req != nil {
+		c.br.Discard(n)
+	} else {
+		before := c.br.Buffered()
+		req, err = http.ReadRequest(c.br)
+		if used := before - c.br.Buffered(); used > n {
+			return nil, connEnded // (cannot happen: the parser stops at the empty line)
+		} else if used < n {
+			c.br.Discard(n - used) // a parse error before the end: c.raw has it all
+		}
 	}
 	if err != nil || !checkHead(req) || !takes(req) {
 		// Go's server answers it as it does (400, 431, 501...), or serves

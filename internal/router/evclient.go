@@ -165,9 +165,13 @@ func (l *evloop) advance(c *lconn) {
 // request parses the head of c.in's first end bytes and serves it, or
 // gives the connection to Go's server when the loop does not serve it.
 func (l *evloop) request(c *lconn, end int) {
-	l.rd.Reset(c.in[:end])
-	l.br.Reset(&l.rd)
-	req, err := http.ReadRequest(l.br)
+	req := quickRequest(c.in[:end])
+	var err error
+	if req == nil {
+		l.rd.Reset(c.in[:end])
+		l.br.Reset(&l.rd)
+		req, err = http.ReadRequest(l.br)
+	}
 	if err != nil || !checkHead(req) || !takes(req) {
 		l.handOff(c)
 		return

@@ -21,6 +21,7 @@ type lconn struct {
 	fd   int
 	gen  uint32
 	base context.Context // the connection's values (server, local address, clientConn); never canceled
+	port int             // the local port the client connected to (X-Forwarded-Port)
 
 	in       []byte // read, not yet served
 	readable bool   // the socket may hold more than was read
@@ -180,7 +181,9 @@ func (l *evloop) request(c *lconn, end int) {
 	c.headAt = 0
 	delete(req.Header, "Host")
 	req.RemoteAddr = c.remote
-	l.serve(c, req.WithContext(c.base))
+	// No context: what the goroutine path finds in it, the loop has
+	// (c.cc, c.port); a request that goes back to a goroutine gets one.
+	l.serve(c, req)
 }
 
 // serve is Router.ServeHTTP for a request of a loop, up to its dispatch:
@@ -219,7 +222,8 @@ func (l *evloop) serve(c *lconn, req *http.Request) {
 	s := r.newState(&c.state0, w, req, host, name, a, start, false)
 	c.s, c.st, c.a = s, a.state, a
 	c.st.inflight.Add(1)
-	if s.code, s.cause = r.admit(req, a); s.code != nil {
+	s.port = c.port
+	if s.code, s.cause = r.admit(req, a, c.cc); s.code != nil {
 		if s.code == errH22 {
 			w.Header().Set("Connection", "close")
 		}

@@ -436,6 +436,9 @@ func (e *edge) enterLoop(c *edgeConn) bool {
 	lc := &lconn{l: l, fd: fd, base: context.WithoutCancel(c.ctx)}
 	lc.e = e
 	lc.remote, lc.cc = c.remote, c.cc
+	if a, ok := c.nc.LocalAddr().(*net.TCPAddr); ok {
+		lc.port = a.Port
+	}
 	lc.ctx = lc.base
 	lc.bw = bufio.NewWriterSize(&lc.out, edgeWriteBufSize)
 	lc.w.h = make(http.Header, 16)

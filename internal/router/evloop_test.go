@@ -318,3 +318,27 @@ func TestLoopShutdown(t *testing.T) {
 		t.Fatalf("%d connections still counted after Shutdown", n)
 	}
 }
+
+// TestLoopForwardingHeaders checks the headers a loop's request takes to
+// its dyno, which the goroutine path finds in the request's context.
+func TestLoopForwardingHeaders(t *testing.T) {
+	e := newEnv(t, Config{})
+	ed := e.server.edge
+	e.app("hello", "a0")
+	e.dyno("a0", 1, model.StateUp, dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/warm" {
+			io.WriteString(w, "warm")
+			return
+		}
+		fmt.Fprintf(w, "%s|%s|%s|%s|%s|%s", r.Host, r.Header.Get("X-Forwarded-Port"), r.Header.Get("X-Forwarded-For"),
+			r.Header.Get("X-Forwarded-Proto"), r.Header.Get("Via"), r.Header.Get("X-Request-Id"))
+	}))
+	e.waitTable("hello", upCount(1))
+	rc := loopClient(t, e, ed)
+	rc.send("GET /h HTTP/1.1\r\nHost: hello.localhost\r\nX-Forwarded-For: 10.0.0.1\r\nX-Request-Id: abc-123\r\n\r\n")
+	want := "hello.localhost|" + e.frontPort() + "|10.0.0.1, 127.0.0.1|http|1.1 dyno|abc-123"
+	if code, body, h := rc.read(); code != 200 || body != want || h.Get("X-Request-Id") != "abc-123" {
+		t.Fatalf("%d %q (X-Request-Id %q), want %q", code, body, h.Get("X-Request-Id"), want)
+	}
+	e.logs.next(t)
+}

@@ -280,7 +280,9 @@ func writeFastRequest(w *bufio.Writer, s *reqState, addr string) error {
 	writeField(w, "X-Forwarded-For", s.fwd)
 	writeField(w, "X-Forwarded-Proto", scheme(req))
 	w.WriteString("X-Forwarded-Port: ")
-	if a, ok := req.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+	if s.port > 0 {
+		w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(s.port), 10))
+	} else if a, ok := req.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
 		w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(a.Port), 10)) // no allocation
 	} else {
 		w.WriteString(localPort(req))

@@ -30,6 +30,7 @@ type reqState struct {
 	app       *app   // routes snapshot the request is served from
 	body      trackedBody
 	hdr       [6]string // values of the headers added for the dyno
+	port      int       // the port the client connected to (0: from the request's context)
 
 	// Set by the proxy goroutine only.
 	dyno       string // dyno of the current (last) attempt

@@ -197,7 +197,8 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	st := a.state
 	st.inflight.Add(1)
 	defer st.inflight.Add(-1)
-	if s.code, s.cause = r.admit(req, a); s.code != nil {
+	cc, _ := req.Context().Value(clientConnKey{}).(*clientConn)
+	if s.code, s.cause = r.admit(req, a, cc); s.code != nil {
 		if s.code == errH22 {
 			w.Header().Set("Connection", "close")
 		}
@@ -276,8 +277,9 @@ func (r *Router) newState(s *reqState, w http.ResponseWriter, req *http.Request,
 
 // admit applies the checks made before a request may go to a dyno: the
 // request's own validity (H26), maintenance mode (H80), a blank app (H81),
-// the app's connection limit (H22) and backlog (H11).
-func (r *Router) admit(req *http.Request, a *app) (*hcode, string) {
+// the app's connection limit (H22) and backlog (H11). cc is the client
+// connection, when counted (NewHTTPServer).
+func (r *Router) admit(req *http.Request, a *app, cc *clientConn) (*hcode, string) {
 	if code, cause := checkRequest(req); code != nil {
 		return code, cause
 	}
@@ -287,9 +289,9 @@ func (r *Router) admit(req *http.Request, a *app) (*hcode, string) {
 	case a.blank:
 		return errH81, ""
 	}
-	if c, ok := req.Context().Value(clientConnKey{}).(*clientConn); ok && c.app.Load() == nil {
+	if cc != nil && cc.app.Load() == nil {
 		// The first request of a connection ties it to its app.
-		if c.app.CompareAndSwap(nil, a.state) && a.state.conns.Add(1) > int64(r.cfg.MaxAppConns) {
+		if cc.app.CompareAndSwap(nil, a.state) && a.state.conns.Add(1) > int64(r.cfg.MaxAppConns) {
 			return errH22, ""
 		}
 	}

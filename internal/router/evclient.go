@@ -85,6 +85,13 @@ func (l *evloop) clientEvent(c *lconn, ev uint32) {
 		if c.closed {
 			return
 		}
+		if c.state != lcBusy && len(c.out.pend) == 0 {
+			c.idleAt = l.now // idle from the end of the last response
+			l.advance(c)     // a closing connection closes now
+			if c.closed {
+				return
+			}
+		}
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.readable = true
@@ -95,6 +102,12 @@ func (l *evloop) clientEvent(c *lconn, ev uint32) {
 
 // readClient reads what the client sent, then moves the connection on.
 func (l *evloop) readClient(c *lconn) {
+	l.fill(c)
+	l.advance(c)
+}
+
+// fill reads what the client sent, up to clientInMax held.
+func (l *evloop) fill(c *lconn) {
 	for c.readable && !c.eof && len(c.in) < clientInMax {
 		if cap(c.in)-len(c.in) < 1024 {
 			c.in = append(c.in, make([]byte, cap(c.in))...)[:len(c.in)]
@@ -113,7 +126,6 @@ func (l *evloop) readClient(c *lconn) {
 			}
 		}
 	}
-	l.advance(c)
 }
 
 // advance serves the requests the connection holds, as far as it can.
@@ -140,6 +152,9 @@ func (l *evloop) advance(c *lconn) {
 		if l.closing || l.e.closing.Load() {
 			c.state = lcClosing // shutdown: no new request
 			continue
+		}
+		if c.readable {
+			l.fill(c) // what clientInMax left unread
 		}
 		end := headEnd(c.in[:min(len(c.in), edgeReadBufSize)], 0)
 		if end == 0 {
@@ -318,6 +333,7 @@ func (l *evloop) flushClient(c *lconn) bool {
 		return false
 	}
 	if c.state == lcBusy && c.up != nil && len(c.out.pend) < outHigh/2 && c.up.readable {
+		c.upAt = l.now // the dyno waited for the client, not the reverse
 		l.readUp(c.up)
 	}
 	return done
@@ -416,9 +432,12 @@ func (l *evloop) deadline(c *lconn) int64 {
 	var at int64
 	switch c.state {
 	case lcIdle:
-		if len(c.in) == 0 {
+		switch {
+		case len(c.out.pend) > 0:
+			at = c.out.at + int64(e.writeIdle) // a response still going out
+		case len(c.in) == 0:
 			at = c.idleAt + int64(e.idle)
-		} else {
+		default:
 			at = c.headAt + int64(e.header)
 		}
 	case lcClosing:
@@ -430,7 +449,9 @@ func (l *evloop) deadline(c *lconn) int64 {
 			at = u.dialAt + int64(r.cfg.ConnectTimeout)
 		case !u.headDone:
 			at = u.sentAt + int64(min(r.cfg.FirstByteTimeout, r.cfg.IdleTimeout))
-		case len(c.out.pend) < outHigh:
+		case len(c.out.pend) < outHigh && !u.readable:
+			// H15 while the loop waits for the dyno; not while the
+			// dyno's bytes wait for the client (back-pressure: H28's).
 			at = c.upAt + int64(r.cfg.IdleTimeout)
 		}
 		if len(c.out.pend) > 0 {
@@ -442,10 +463,12 @@ func (l *evloop) deadline(c *lconn) int64 {
 	return at
 }
 
-// minWindow is the shortest of the timeouts rearm sets.
+// minWindow is the shortest of the timeouts rearm sets a connection
+// that is not connecting to a dyno (a new dyno connection is rare: its
+// shorter deadline may Reset the timer).
 func (l *evloop) minWindow() time.Duration {
 	r := l.r
-	return max(min(l.e.idle, l.e.header, l.e.writeIdle, r.cfg.ConnectTimeout, r.cfg.FirstByteTimeout, r.cfg.IdleTimeout), time.Millisecond)
+	return max(min(l.e.idle, l.e.header, l.e.writeIdle, r.cfg.FirstByteTimeout, r.cfg.IdleTimeout), time.Millisecond)
 }
 
 // timerFired handles the connection's timer: a deadline passed, or the

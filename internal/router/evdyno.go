@@ -56,12 +56,16 @@ type loopPool struct {
 	idle []*lup // the most recently used last
 }
 
+// errNoSockaddr is a dyno endpoint the loop cannot connect to itself (not
+// an IP address and port, or an IPv6 address with a zone).
+var errNoSockaddr = errors.New("the endpoint is not an IP address and port")
+
 // pool returns the loop's pool for d.
 func (l *evloop) pool(d *dyno) *loopPool {
 	p := l.pools[d]
 	if p == nil {
 		p = &loopPool{}
-		if ap, err := netip.ParseAddrPort(d.endpoint); err == nil {
+		if ap, err := netip.ParseAddrPort(d.endpoint); err == nil && ap.Addr().Zone() == "" {
 			a := ap.Addr().Unmap()
 			if a.Is4() {
 				p.addr, p.af = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}, unix.AF_INET
@@ -96,6 +100,12 @@ func (l *evloop) attempt(c *lconn, d *dyno) {
 // else a new one.
 func (l *evloop) send(c *lconn, d *dyno) {
 	u, err := l.getUp(d)
+	if err == errNoSockaddr {
+		req := c.s.req // a goroutine resolves it
+		l.unwind(c)
+		l.escape(c, req)
+		return
+	}
 	if err != nil {
 		l.dialFailed(c, d, err)
 		return
@@ -133,7 +143,7 @@ func (l *evloop) getUp(d *dyno) (*lup, error) {
 		return u, nil
 	}
 	if p.addr == nil {
-		return nil, fmt.Errorf("endpoint %q is not an IP address and port", d.endpoint)
+		return nil, errNoSockaddr
 	}
 	fd, err := unix.Socket(p.af, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -537,10 +547,13 @@ func (l *evloop) retry(c *lconn) {
 	if cur := l.r.table.Load().apps[c.s.name]; cur != nil {
 		c.a = cur // routes may have changed since the request started
 	}
+	if c.ntried == maxAttempts {
+		l.fail(c, c.err) // Heroku's limit, as roundTrip's
+		return
+	}
 	tried := c.tried[:c.ntried]
 	d := c.a.pick(tried)
-	switch {
-	case d == nil:
+	if d == nil {
 		if _, untried := c.a.quarantineEnd(tried); untried {
 			req := c.s.req
 			l.unwind(c)
@@ -548,11 +561,9 @@ func (l *evloop) retry(c *lconn) {
 			return
 		}
 		l.fail(c, c.err)
-	case c.ntried == maxAttempts:
-		l.fail(c, c.err)
-	default:
-		l.attempt(c, d)
+		return
 	}
+	l.attempt(c, d)
 }
 
 // fail answers a request no dyno answered, as failRequest does.

@@ -84,6 +84,7 @@ type evloop struct {
 	ubw     *bufio.Writer // writes dyno request heads
 	bufs    [][]byte      // free dyno read buffers
 	closing bool          // Shutdown began: close connections between requests
+	sweeper *time.Timer   // posts the sweeps
 	// now is the time of the last wait's return, unix ns: the clock of
 	// deadlines and idle times, read once per batch of events.
 	now int64
@@ -97,6 +98,7 @@ type loopFD interface{ generation() uint32 }
 type loopMsg struct {
 	enter *lconn
 	timer *lconn
+	sweep bool // time to close idle dyno connections that are done
 	cmd   loopCmd
 }
 
@@ -148,8 +150,36 @@ func newLoop(e *edge) (*evloop, error) {
 		return nil, err
 	}
 	l.eprc = rc
+	l.sweeper = time.AfterFunc(sweepEvery, func() { l.post(loopMsg{sweep: true}) })
 	go l.run()
 	return l, nil
+}
+
+// sweepEvery is how often a loop closes its idle connections to dynos
+// that left the table (the goroutine path's pool closes them at once,
+// dyno.retire) or that idled past idleConnTimeout.
+const sweepEvery = time.Second
+
+// sweep closes the idle dyno connections that are done, and forgets the
+// pools of dynos that left.
+func (l *evloop) sweep() {
+	for d, p := range l.pools {
+		gone := d.gone.Load()
+		keep := p.idle[:0]
+		for _, u := range p.idle {
+			if gone || l.now-u.lastUsed > int64(idleConnTimeout) {
+				l.closeUp(u)
+			} else {
+				keep = append(keep, u)
+			}
+		}
+		clear(p.idle[len(keep):])
+		p.idle = keep
+		if gone {
+			delete(l.pools, d) // its busy connections close when done (putUp)
+		}
+	}
+	l.sweeper.Reset(sweepEvery)
 }
 
 // wait waits for events: epoll_wait that never blocks, in Go's poller
@@ -181,13 +211,13 @@ func (l *evloop) post(m loopMsg) bool {
 		return false
 	}
 	l.inbox = append(l.inbox, m)
-	wake := !l.woken
-	l.woken = true
-	l.mu.Unlock()
-	if wake {
+	if !l.woken {
+		// Under the lock: exit closes the eventfd once stopped is set.
+		l.woken = true
 		one := uint64(1)
 		rawWrite(l.wake, (*[8]byte)(unsafe.Pointer(&one))[:])
 	}
+	l.mu.Unlock()
 	return true
 }
 
@@ -205,7 +235,7 @@ func (l *evloop) run() {
 		l.now = nanotime()
 		if err != nil {
 			l.r.log.Error("router event loop: epoll_wait failed; its connections are closed", "err", err)
-			l.exit()
+			l.exit(nil)
 			return
 		}
 		inbox := false
@@ -219,17 +249,70 @@ func (l *evloop) run() {
 			if x == nil || x.generation() != uint32(ev.Pad) {
 				continue // closed earlier in this batch
 			}
-			switch x := x.(type) {
-			case *lconn:
-				l.clientEvent(x, ev.Events)
-			case *lup:
-				l.upEvent(x, ev.Events)
-			}
+			l.event(x, ev.Events)
 		}
 		if inbox && l.messages() {
 			return
 		}
 	}
+}
+
+// event handles epoll's report on x. A panic (a bug) costs the
+// connection it came from, not the loop's others, as a handler's panic
+// costs one request on the goroutine path.
+func (l *evloop) event(x loopFD, ev uint32) {
+	l.guard(x, func() {
+		switch x := x.(type) {
+		case *lconn:
+			l.clientEvent(x, ev)
+		case *lup:
+			l.upEvent(x, ev)
+		}
+	})
+}
+
+// guard runs fn, which handles x; a panic closes x.
+func (l *evloop) guard(x loopFD, fn func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			l.r.log.Error("panic in a router event loop; the connection is closed", "panic", p, "stack", string(buf))
+			l.crashed(x)
+		}
+	}()
+	fn()
+}
+
+// crashed closes a connection whose handling panicked, with what it
+// holds accounted for.
+func (l *evloop) crashed(x loopFD) {
+	defer func() { recover() }() // its state may be anything: never crash the loop
+	c, _ := x.(*lconn)
+	if u, ok := x.(*lup); ok {
+		if c = u.c; c == nil {
+			l.closeUp(u)
+			return
+		}
+	}
+	if c.closed {
+		return
+	}
+	if c.up != nil {
+		l.closeUp(c.up)
+	}
+	if s := c.s; s != nil {
+		if s.code == nil {
+			s.code = errH99
+		}
+		if s.picked != nil {
+			s.picked.release()
+		}
+		l.r.finish(s)
+		c.st.inflight.Add(-1)
+		c.s = nil
+	}
+	l.closeClient(c)
 }
 
 // messages handles the inbox; true when the loop must end.
@@ -241,12 +324,14 @@ func (l *evloop) messages() bool {
 	l.inbox = nil
 	l.woken = false
 	l.mu.Unlock()
-	for _, m := range msgs {
+	for i, m := range msgs {
 		switch {
 		case m.enter != nil:
 			l.enter(m.enter)
 		case m.timer != nil:
-			l.timerFired(m.timer)
+			l.guard(m.timer, func() { l.timerFired(m.timer) })
+		case m.sweep:
+			l.sweep()
 		case m.cmd == cmdShutdown:
 			l.closing = true
 			for _, x := range l.conns {
@@ -255,18 +340,32 @@ func (l *evloop) messages() bool {
 				}
 			}
 		case m.cmd == cmdExit:
-			l.exit()
+			l.exit(msgs[i+1:])
 			return true
 		}
 	}
 	return false
 }
 
-// exit closes every connection and the loop's own descriptors.
-func (l *evloop) exit() {
+// exit closes every connection and the loop's own descriptors; rest is
+// what came after the exit in its batch of messages.
+func (l *evloop) exit(rest []loopMsg) {
 	l.mu.Lock()
 	l.stopped = true
+	rest = append(rest, l.inbox...)
+	l.inbox = nil
 	l.mu.Unlock()
+	if l.sweeper != nil {
+		l.sweeper.Stop()
+	}
+	for _, m := range rest {
+		if c := m.enter; c != nil {
+			// Came too late: closed as if the loop had taken it.
+			syscall.Close(c.fd)
+			c.account(-1)
+			l.e.active.Add(-1)
+		}
+	}
 	for _, x := range l.conns {
 		switch x := x.(type) {
 		case *lconn:

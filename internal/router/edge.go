@@ -62,8 +62,8 @@ type edge struct {
 	pool   sync.Pool // *edgeConn, with its buffers
 	// Requests the loop served, connections it handed off and those that
 	// went to an event loop, for tests.
-	served, handoffs, looped atomic.Int64
-	dates                    atomic.Pointer[dateStamp]
+	served, handoffs, looped, loopServed atomic.Int64
+	dates                                atomic.Pointer[dateStamp]
 	// afterHijack, when set (tests), runs between a hijack and the loop
 	// taking the connection: the window a Close can fall into.
 	afterHijack func()

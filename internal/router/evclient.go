@@ -207,6 +207,7 @@ func (l *evloop) request(c *lconn, end int) {
 func (l *evloop) serve(c *lconn, req *http.Request) {
 	r := l.r
 	l.e.served.Add(1)
+	l.e.loopServed.Add(1)
 	w := &c.w
 	w.reset(&c.edgeConn, req)
 	start := r.now()

@@ -22,6 +22,9 @@ func TestStreamsOneGigabyte(t *testing.T) {
 	const size = 1 << 30
 	e := newEnv(t, Config{})
 	ep := dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/warm" {
+			return
+		}
 		if r.Method == "POST" {
 			n, err := io.Copy(io.Discard, r.Body)
 			if err != nil {
@@ -63,6 +66,20 @@ func TestStreamsOneGigabyte(t *testing.T) {
 			}
 		}
 	}()
+	// A first request on the client's connection, so that the download's
+	// goes through an event loop (evloop.go), as a kept-alive client's does.
+	ed := e.server.edge
+	if resp, _ := e.get("big.localhost", "/warm", nil); resp.StatusCode != 200 {
+		t.Fatalf("warm-up: %d", resp.StatusCode)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ed.looped.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the client's connection did not enter an event loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	served := ed.loopServed.Load()
+
 	start := time.Now()
 	get, err := http.NewRequest("GET", e.front.URL+"/", nil)
 	if err != nil {
@@ -79,6 +96,9 @@ func TestStreamsOneGigabyte(t *testing.T) {
 		t.Fatalf("downloaded %d bytes (%v), want %d", got, err, size)
 	}
 	down := time.Since(start)
+	if ed.loopServed.Load() != served+1 {
+		t.Fatal("the download did not go through the event loop")
+	}
 
 	start = time.Now()
 	req, err := http.NewRequest("POST", e.front.URL+"/", io.LimitReader(zeros{}, size))

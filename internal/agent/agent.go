@@ -99,6 +99,10 @@ type Config struct {
 	FenceAfter, FenceGrace, FenceCheck time.Duration
 	// Metrics, if set, counts state changes and heartbeats (metrics.go).
 	Metrics *Metrics
+
+	// putStatus stores a dyno's status (tests make the store refuse);
+	// nil: the store's Statuses.Put.
+	putStatus func(ctx context.Context, key string, st model.DynoStatus) error
 }
 
 // Agent runs the dynos assigned to one host.
@@ -122,6 +126,12 @@ type Agent struct {
 func New(cfg Config, st *store.Store) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.putStatus == nil {
+		cfg.putStatus = func(ctx context.Context, key string, s model.DynoStatus) error {
+			_, err := st.Statuses.Put(ctx, key, s)
+			return err
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

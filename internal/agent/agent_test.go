@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,4 +244,27 @@ func TestCrashedDynoStatusGoesWithItsAssignmentAfterARestart(t *testing.T) {
 		_, _, err := e.st.Statuses.Get(context.Background(), model.StatusKey("app1", "x1"))
 		return errors.Is(err, store.ErrNotFound)
 	})
+}
+
+// TestStatusWritesOutlastAStoreThatRefuses checks that a dyno's status
+// reaches the store even when the store refuses writes for a while, as
+// JetStream does while its cluster elects a leader: a lost "up" would
+// keep the dyno out of every route table.
+func TestStatusWritesOutlastAStoreThatRefuses(t *testing.T) {
+	e := newEnv(t)
+	var refused atomic.Int64
+	e.startAgent(t, func(c *Config) {
+		c.putStatus = func(ctx context.Context, key string, s model.DynoStatus) error {
+			if s.State == model.StateUp && refused.Add(1) <= 3 {
+				return errors.New("nats: no response from stream")
+			}
+			_, err := e.st.Statuses.Put(ctx, key, s)
+			return err
+		}
+	})
+	e.assign(t, "d1", "web", "python3 -m http.server $PORT")
+	e.awaitState(t, "d1", model.StateUp)
+	if n := refused.Load(); n != 4 {
+		t.Fatalf("%d writes of the up status, want 3 refused and 1 stored", n)
+	}
 }

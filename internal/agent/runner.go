@@ -14,6 +14,7 @@ import (
 
 	"github.com/dyno-platform/dyno/internal/model"
 	"github.com/dyno-platform/dyno/internal/runtime"
+	"github.com/nats-io/nats.go"
 )
 
 // runner owns one dyno from its assignment to its end: it starts the
@@ -83,12 +84,29 @@ func (r *runner) writeStatus() {
 		r.counted = r.status.State
 		r.a.cfg.Metrics.stateChanged(r.counted)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := r.a.st.Statuses.Put(ctx, model.StatusKey(r.as.AppID, r.as.ID), r.status); err != nil {
-		r.a.log.Warn("report dyno status", "dyno", r.as.Name, "id", r.as.ID, "err", err)
+	key := model.StatusKey(r.as.AppID, r.as.ID)
+	giveUp := time.Now().Add(statusRetryFor)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := r.a.cfg.putStatus(ctx, key, r.status)
+		cancel()
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, nats.ErrConnectionClosed) || time.Now().Add(wait).After(giveUp):
+			r.a.log.Warn("report dyno status: giving up", "dyno", r.as.Name, "id", r.as.ID, "state", r.status.State, "err", err)
+			return
+		}
+		r.a.log.Warn("report dyno status (will retry)", "dyno", r.as.Name, "id", r.as.ID, "state", r.status.State, "err", err)
+		time.Sleep(wait)
 	}
 }
+
+// statusRetryFor is how long a runner tries to store a status the store
+// refuses: JetStream refuses writes for a few seconds while its cluster
+// elects a leader, and a lost "up" would keep the dyno out of every route
+// table (a lost "crashed", in them).
+const statusRetryFor = 30 * time.Second
 
 func (r *runner) deleteStatus() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

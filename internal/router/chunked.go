@@ -7,21 +7,22 @@ import (
 	"strings"
 )
 
-// Limits of the chunked decoder. The first two are the ones Go's net/http
-// client applies, so that a dyno's response is refused by the router exactly
-// when a Go client reading it directly would refuse it.
+// Limits of the chunked decoder: the ones Go's client applies reading a
+// dyno's response through the goroutine path's 16 KiB buffer
+// (upReadBufSize), so that the router refuses a response on either path
+// exactly when that path's Go client would.
 const (
-	// maxChunkLine is the longest chunk-size line, CRLF included. Go reads
-	// the line with bufio.Reader.ReadSlice on its default 4096-byte buffer
-	// and fails with "header line too long" when the buffer fills first.
-	maxChunkLine = 4096
+	// maxChunkLine is the longest chunk-size line, CRLF included: Go
+	// refuses a line of maxLineLength (4096) bytes or more before its CRLF.
+	maxChunkLine = 4097
 	// maxChunkExcess bounds the chunk-size line bytes (extensions mostly)
 	// not paid for by chunk data, as Go's chunkedReader does, so that a
 	// dyno cannot make the router parse megabytes of overhead per data byte.
 	maxChunkExcess = 16 * 1024
 	// maxChunkTrailer caps the trailer section: its field lines and the
-	// empty line ending it. (Go's client stops at its 4 KiB read buffer.)
-	maxChunkTrailer = 4096 // Go's client refuses longer trailers ("suspiciously long trailer")
+	// empty line ending it. Go's client wants it all in its read buffer
+	// ("suspiciously long trailer").
+	maxChunkTrailer = upReadBufSize
 )
 
 // chunkState is where a chunkDecoder stands in the body.
@@ -192,7 +193,7 @@ func (d *chunkDecoder) sizeLine(line []byte) error {
 	// arithmetic is Go's, wrapping included for sizes above 1<<62.
 	d.excess -= 16 + 2*int64(size)
 	d.excess = max(d.excess, 0)
-	if d.excess > maxChunkExcess {
+	if d.excess > maxChunkExcess && size != 0 { // Go's last chunk ends the body whatever the excess
 		return errors.New("chunked encoding contains too much non-data")
 	}
 	if size == 0 {
@@ -261,7 +262,9 @@ func (d *chunkDecoder) trailerLine(line []byte) error {
 			return errors.New("malformed MIME header line")
 		}
 		vv := d.trailer[d.lastKey]
-		vv[len(vv)-1] += " " + string(v)
+		// Joined, then trimmed at the left, as textproto does: after an
+		// empty value the fold starts it.
+		vv[len(vv)-1] = strings.TrimLeft(vv[len(vv)-1]+" "+string(v), " \t")
 		return nil
 	}
 	k, v, ok := bytes.Cut(bytes.TrimRight(line, " \t"), []byte(":"))

@@ -24,7 +24,7 @@ type chunkOutcome struct {
 // chunked response read with http.ReadResponse.
 func goChunked(body string) chunkOutcome {
 	raw := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-A\r\n\r\n" + body
-	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
+	resp, err := http.ReadResponse(bufio.NewReaderSize(strings.NewReader(raw), upReadBufSize), nil) // the goroutine path's reader
 	if err != nil {
 		return chunkOutcome{err: err}
 	}
@@ -189,7 +189,10 @@ func TestChunkDecoderMatchesGo(t *testing.T) {
 		{"CR CR LF", "5\r\r\nhello\r\n0\r\n\r\n", false},
 		{"CR inside size line", "5\rx\r\nhello\r\n0\r\n\r\n", false},
 		{"CR in extension", "5;a\rb\r\nhello\r\n0\r\n\r\n", false},
-		{"size line of 4097", "1;" + ext(4093) + "\r\nx\r\n0\r\n\r\n", false},
+		{"size line of 4097", "1;" + ext(4093) + "\r\nx\r\n0\r\n\r\n", true},
+		{"size line of 4098", "1;" + ext(4094) + "\r\nx\r\n0\r\n\r\n", false},
+		{"last chunk with too much non-data", "0;" + ext(4000) + "\r\n\r\n", true},
+		{"folded trailer after an empty value", "0\r\nX-A:\r\n b\r\n\r\n", true},
 		{"long line no LF", "1;" + ext(5000), false},
 		{"too much non-data", strings.Repeat("1;"+ext(1100)+"\r\nx\r\n", 16) + "0\r\n\r\n", false},
 		{"data does not pay ahead", chunkedBody(long[:10000], 10000)[:10008] + strings.Repeat("1;"+ext(1100)+"\r\nx\r\n", 16) + "0\r\n\r\n", false},
@@ -212,7 +215,8 @@ func TestChunkDecoderMatchesGo(t *testing.T) {
 		{"trailer CR CR LF", "0\r\nX-A: b\r\r\n\r\n", false},
 		{"trailer bad folded", "0\r\nX-A: b\r\n c\x01\r\n\r\n", false},
 		{"trailer no colon after field", "0\r\nX-A: b\r\nX-B\r\n\r\n", false},
-		{"trailer too long for Go", "0\r\nX-A: " + ext(5000) + "\r\n\r\n", false},
+		{"a 5 KB trailer", "0\r\nX-A: " + ext(5000) + "\r\n\r\n", true},
+		{"trailer too long for Go", "0\r\nX-A: " + ext(17000) + "\r\n\r\n", false},
 
 		// Truncated bodies.
 		{"no last chunk", "5\r\nhello\r\n", false},
@@ -322,7 +326,8 @@ func TestChunkDecoderLongLine(t *testing.T) {
 
 func TestChunkDecoderTrailerLimit(t *testing.T) {
 	// The whole trailer section, empty line included, is capped at
-	// maxChunkTrailer bytes (Go's client: its 4 KiB read buffer).
+	// maxChunkTrailer bytes (Go's client: its read buffer, the goroutine
+	// path's 16 KiB).
 	field := func(size int) string { // a field line of size bytes
 		return "X-A: " + strings.Repeat("v", size-len("X-A: \r\n")) + "\r\n"
 	}
@@ -330,15 +335,15 @@ func TestChunkDecoderTrailerLimit(t *testing.T) {
 		name, trailer string
 		ok            bool
 	}{
-		{"1 KiB", field(1<<10) + "\r\n", true},
-		{"at the cap", strings.Repeat(field(1<<10), 3) + field(1<<10-2) + "\r\n", true},
-		{"over the cap", strings.Repeat(field(1<<10), 3) + field(1<<10-1) + "\r\n", false},
-		{"10 KiB", field(10<<10) + "\r\n", false},
+		{"10 KiB", field(10<<10) + "\r\n", true},
+		{"at the cap", strings.Repeat(field(1<<10), 15) + field(1<<10-2) + "\r\n", true},
+		{"over the cap", strings.Repeat(field(1<<10), 15) + field(1<<10-1) + "\r\n", false},
+		{"20 KiB", field(20<<10) + "\r\n", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			body := "3\r\nabc\r\n0\r\n" + tt.trailer
-			got, _ := feedChunked(t, body, []int{100, 3000, 4000})
+			got, _ := feedChunked(t, body, []int{100, 3000, 9000})
 			if (got.err == nil) != tt.ok || string(got.data) != "abc" {
 				t.Fatalf("data %q, err %v; want ok %v", got.data, got.err, tt.ok)
 			}

@@ -47,7 +47,6 @@ type lconn struct {
 
 	timer   *time.Timer
 	timerAt int64 // unix ns the timer fires (0: not armed)
-	dl      int64 // the deadline of the current state
 }
 
 // lcState is where a loop's client connection is.
@@ -85,9 +84,11 @@ func (l *evloop) clientEvent(c *lconn, ev uint32) {
 		if c.closed {
 			return
 		}
-		if c.state != lcBusy && len(c.out.pend) == 0 {
-			c.idleAt = l.now // idle from the end of the last response
-			l.advance(c)     // a closing connection closes now
+		if c.state != lcBusy && len(c.out.pend) < outHigh/2 {
+			if len(c.out.pend) == 0 {
+				c.idleAt = l.now // idle from the end of the last response
+			}
+			l.advance(c) // a closing connection closes now; a held-back one goes on
 			if c.closed {
 				return
 			}
@@ -130,7 +131,7 @@ func (l *evloop) fill(c *lconn) {
 
 // advance serves the requests the connection holds, as far as it can.
 func (l *evloop) advance(c *lconn) {
-	for !c.closed {
+	for served := 0; !c.closed; served++ {
 		switch c.state {
 		case lcBusy:
 			if c.eof && len(c.in) == 0 {
@@ -153,6 +154,16 @@ func (l *evloop) advance(c *lconn) {
 			c.state = lcClosing // shutdown: no new request
 			continue
 		}
+		if len(c.out.pend) >= outHigh || served == maxPipelined {
+			// A client that takes none of its responses gets no more
+			// (back-pressure, then H28's window); one that sent many
+			// lets the loop's other connections go first.
+			if len(c.out.pend) < outHigh {
+				l.again = append(l.again, c)
+			}
+			l.rearm(c)
+			return
+		}
 		if c.readable {
 			l.fill(c) // what clientInMax left unread
 		}
@@ -168,7 +179,8 @@ func (l *evloop) advance(c *lconn) {
 				if len(c.in) > 0 && c.headAt == 0 {
 					c.headAt = l.now
 				}
-				if l.flushClient(c) || !c.closed {
+				if l.flushClient(c); !c.closed {
+					c.out.trim() // idle
 					l.rearm(c)
 				}
 			}
@@ -408,7 +420,6 @@ func (l *evloop) handOff(c *lconn) {
 // its timer.
 func (l *evloop) rearm(c *lconn) {
 	at := l.deadline(c)
-	c.dl = at
 	if at == 0 || c.timerAt != 0 && c.timerAt <= at {
 		return // the timer fires before: it sets itself again then
 	}
@@ -480,7 +491,7 @@ func (l *evloop) timerFired(c *lconn) {
 		return
 	}
 	now := l.now
-	if c.dl = l.deadline(c); c.dl == 0 || now < c.dl {
+	if at := l.deadline(c); at == 0 || now < at {
 		l.rearm(c)
 		return
 	}

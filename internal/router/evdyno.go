@@ -468,7 +468,7 @@ func (l *evloop) closeUp(u *lup) {
 	}
 	l.forget(u.fd)
 	syscall.Close(u.fd)
-	u.fd = -1
+	u.fd, u.out.fd = -1, -1
 	u.readable = false
 	l.putBuf(u)
 	if c := u.c; c != nil && c.up == u {

@@ -88,7 +88,15 @@ type evloop struct {
 	// now is the time of the last wait's return, unix ns: the clock of
 	// deadlines and idle times, read once per batch of events.
 	now int64
+	// again holds the client connections that have more pipelined
+	// requests than one turn serves (maxPipelined); spare is again's
+	// other buffer.
+	again, spare []*lconn
 }
+
+// maxPipelined is how many requests of one connection a loop serves in a
+// turn before the others' events.
+const maxPipelined = 64
 
 // loopFD is a connection in a loop: a client's (*lconn) or a dyno's (*lup).
 type loopFD interface{ generation() uint32 }
@@ -183,8 +191,8 @@ func (l *evloop) sweep() {
 }
 
 // wait waits for events: epoll_wait that never blocks, in Go's poller
-// until the set is ready.
-func (l *evloop) wait() (int, error) {
+// until the set is ready (unless block is false).
+func (l *evloop) wait(block bool) (int, error) {
 	n := 0
 	var errno syscall.Errno
 	err := l.eprc.Read(func(fd uintptr) bool {
@@ -194,7 +202,7 @@ func (l *evloop) wait() (int, error) {
 				continue
 			}
 			n, errno = int(r), e
-			return e != 0 || r > 0
+			return e != 0 || r > 0 || !block
 		}
 	})
 	if err == nil && errno != 0 {
@@ -231,7 +239,7 @@ func (l *evloop) stop() {
 func (l *evloop) run() {
 	defer close(l.done)
 	for {
-		n, err := l.wait()
+		n, err := l.wait(len(l.again) == 0)
 		l.now = nanotime()
 		if err != nil {
 			l.r.log.Error("router event loop: epoll_wait failed; its connections are closed", "err", err)
@@ -253,6 +261,17 @@ func (l *evloop) run() {
 		}
 		if inbox && l.messages() {
 			return
+		}
+		if len(l.again) > 0 {
+			again := l.again
+			l.again = l.spare[:0]
+			for _, c := range again {
+				if !c.closed {
+					l.guard(c, func() { l.advance(c) })
+				}
+			}
+			clear(again)
+			l.spare = again[:0]
 		}
 	}
 }
@@ -288,10 +307,13 @@ func (l *evloop) guard(x loopFD, fn func()) {
 // holds accounted for.
 func (l *evloop) crashed(x loopFD) {
 	defer func() { recover() }() // its state may be anything: never crash the loop
+	if x == nil {
+		return // the loop's own work (sweep)
+	}
 	c, _ := x.(*lconn)
 	if u, ok := x.(*lup); ok {
 		if c = u.c; c == nil {
-			l.closeUp(u)
+			l.dropIdle(u)
 			return
 		}
 	}
@@ -327,16 +349,16 @@ func (l *evloop) messages() bool {
 	for i, m := range msgs {
 		switch {
 		case m.enter != nil:
-			l.enter(m.enter)
+			l.guard(m.enter, func() { l.enter(m.enter) })
 		case m.timer != nil:
 			l.guard(m.timer, func() { l.timerFired(m.timer) })
 		case m.sweep:
-			l.sweep()
+			l.guard(nil, l.sweep)
 		case m.cmd == cmdShutdown:
 			l.closing = true
 			for _, x := range l.conns {
 				if c, ok := x.(*lconn); ok && c.state == lcIdle {
-					l.advance(c)
+					l.guard(c, func() { l.advance(c) })
 				}
 			}
 		case m.cmd == cmdExit:
@@ -478,6 +500,14 @@ func (o *fdOut) write(p []byte) int {
 	return w
 }
 
+// trim lets a large output buffer go once nothing is held: a response's
+// burst is not kept by an idle connection (a streaming one keeps it).
+func (o *fdOut) trim() {
+	if len(o.pend) == 0 && cap(o.pend) > 64<<10 {
+		o.pend = nil
+	}
+}
+
 // flush writes what is held, as far as the socket takes it; true when
 // nothing is left.
 func (o *fdOut) flush() bool {
@@ -492,11 +522,7 @@ func (o *fdOut) flush() bool {
 		o.at = *o.now
 	}
 	if n == len(o.pend) {
-		if cap(o.pend) > 1<<20 {
-			o.pend = nil // a burst's buffer is not kept
-		} else {
-			o.pend = o.pend[:0]
-		}
+		o.pend = o.pend[:0]
 		return true
 	}
 	o.pend = o.pend[:copy(o.pend, o.pend[n:])]

@@ -372,3 +372,50 @@ func TestLoopParityRetiredDynoPool(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopParityPipelinedAnswersHeldBack checks that a client that
+// pipelines requests the router answers itself (404s) and reads none of
+// the answers is held back, as Go's server holds it back: the router does
+// not buffer the answers without bound, and the loop's other connections
+// are served meanwhile.
+func TestLoopParityPipelinedAnswersHeldBack(t *testing.T) {
+	for _, noLoops := range []bool{true, false} {
+		t.Run(fmt.Sprint("noLoops=", noLoops), func(t *testing.T) {
+			_, addr := parityFront(t, Config{}, ServerConfig{}, noLoops, 0, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+			other := parityDial(t, addr)
+			other.send(getReq("warm"))
+			other.read()
+			d := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+				c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10) })
+				return nil
+			}}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, getReq("warm"))
+			c.Read(make([]byte, 4096))
+			time.Sleep(100 * time.Millisecond) // both in a loop
+			req := strings.Repeat("GET / HTTP/1.1\r\nHost: nosuch.example\r\n\r\n", 1000)
+			c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+			sent := 0
+			for sent < 8<<20 {
+				n, err := io.WriteString(c, req)
+				sent += n
+				if err != nil {
+					break
+				}
+			}
+			start := time.Now()
+			other.send(getReq("meanwhile"))
+			if code, _, _ := other.read(); code != 200 || time.Since(start) > time.Second {
+				t.Fatalf("another connection's request: %d after %v", code, time.Since(start))
+			}
+			t.Logf("the client sent %d KB before it was held back", sent>>10)
+			if sent >= 8<<20 { // Go's server stops taking them after about 4 MB here
+				t.Fatalf("the client sent %d MB without reading a response: nothing held it back", sent>>20)
+			}
+		})
+	}
+}

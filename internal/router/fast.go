@@ -228,7 +228,7 @@ func named(conn []string, k string) bool {
 			} else {
 				v = ""
 			}
-			if asciiEqualFold(strings.TrimSpace(tok), k) {
+			if asciiEqualFold(strings.Trim(tok, " \t"), k) { // OWS only, as Go's HeaderValuesContainsToken
 				return true
 			}
 		}

@@ -42,6 +42,8 @@ func TestQuickRequestMatchesGo(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: a\r\n: v\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nX-(bad): v\r\n\r\n",
 		"get / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\xc2\xa0\r\n\r\n", // not "close" to Go
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: \tclose\t, x\r\n\r\n",
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	const alphabet = " \t\r\n:/%?#aA-_,;=\x00\x7f\xc3"

@@ -49,12 +49,20 @@ func checkRequest(req *http.Request) (*hcode, string) {
 	return nil, ""
 }
 
+// asciiEqualFold reports whether a and b are equal but for the case of
+// ASCII letters.
 func asciiEqualFold(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := 0; i < len(a); i++ {
-		x, y := a[i]|0x20, b[i]|0x20
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
 		if x != y {
 			return false
 		}

@@ -282,17 +282,23 @@ func (l *evloop) unwind(c *lconn) {
 	c.state = lcIdle
 }
 
-// finish ends the request in progress, answered: its dyno's claim, its
-// log line and metrics (Router.finish), then the response's end.
+// finish ends the request in progress, answered (ended), then the
+// response (responded).
 func (l *evloop) finish(c *lconn) {
-	s := c.s
-	if s.picked != nil {
+	l.ended(c)
+	l.responded(c)
+}
+
+// ended accounts for the request in progress as Router.ServeHTTP's end
+// does: its dyno's claim, its log line and metrics (Router.finish), the
+// app's in-flight count.
+func (l *evloop) ended(c *lconn) {
+	if s := c.s; s.picked != nil {
 		s.picked.release()
 	}
-	l.r.finish(s)
+	l.r.finish(c.s)
 	c.st.inflight.Add(-1)
 	c.s, c.st, c.a, c.up = nil, nil, nil, nil
-	l.responded(c)
 }
 
 // responded completes the response of the request in progress; the
@@ -318,12 +324,7 @@ func (l *evloop) abort(c *lconn, code *hcode) {
 	if s.code == nil {
 		s.code = code
 	}
-	if s.picked != nil {
-		s.picked.release()
-	}
-	l.r.finish(s)
-	c.st.inflight.Add(-1)
-	c.s, c.st, c.a, c.up = nil, nil, nil, nil
+	l.ended(c)
 	c.w.req = nil
 	c.bw.Flush()
 	c.out.flush()

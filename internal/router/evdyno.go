@@ -79,20 +79,11 @@ func (l *evloop) pool(d *dyno) *loopPool {
 }
 
 // attempt sends the request in progress to d, as one of roundTrip's
-// attempts: d holds an outstanding count until the request ends or the
-// next attempt.
+// attempts.
 func (l *evloop) attempt(c *lconn, d *dyno) {
-	s := c.s
 	c.tried[c.ntried] = d
 	c.ntried++
-	d.outstanding.Add(1)
-	if s.picked != nil {
-		s.picked.release()
-	}
-	s.picked = d
-	s.dyno = d.name
-	s.phase = phaseDialed
-	s.connect.Store(0)
+	c.s.claim(d)
 	l.send(c, d)
 }
 

@@ -327,12 +327,7 @@ func (l *evloop) crashed(x loopFD) {
 		if s.code == nil {
 			s.code = errH99
 		}
-		if s.picked != nil {
-			s.picked.release()
-		}
-		l.r.finish(s)
-		c.st.inflight.Add(-1)
-		c.s = nil
+		l.ended(c)
 	}
 	l.closeClient(c)
 }

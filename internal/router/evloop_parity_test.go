@@ -150,17 +150,7 @@ func TestLoopParityBackpressureH15(t *testing.T) {
 				w.Header().Set("Content-Length", fmt.Sprint(size))
 				w.Write(make([]byte, size))
 			})
-			d := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
-				c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<10) })
-				return nil
-			}}
-			c, err := d.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(60 * time.Second))
-			rc := &rawClient{t: t, c: c, br: bufio.NewReaderSize(c, 4096)}
+			rc := paritySlowClient(t, addr, 8<<10)
 			rc.send(getReq("warm"))
 			rc.read()
 			e.logs.next(t)
@@ -190,9 +180,11 @@ func TestLoopParityBackpressureH15(t *testing.T) {
 	}
 }
 
-func paritySlowClient(t *testing.T, addr string) *rawClient {
+// paritySlowClient dials addr with a receive buffer of rcvBuf bytes: a
+// client whose socket takes little of a response.
+func paritySlowClient(t *testing.T, addr string, rcvBuf int) *rawClient {
 	d := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
-		c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<10) })
+		c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvBuf) })
 		return nil
 	}}
 	c, err := d.Dial("tcp", addr)
@@ -233,7 +225,7 @@ func TestLoopParityIdleCutsDrain(t *testing.T) {
 				w.Header().Set("Content-Length", fmt.Sprint(size))
 				w.Write(make([]byte, size))
 			})
-			rc := paritySlowClient(t, addr)
+			rc := paritySlowClient(t, addr, 8<<10)
 			rc.send(getReq("warm"))
 			rc.read()
 			e.logs.next(t)
@@ -267,7 +259,7 @@ func TestLoopParityClosingAfterDrain(t *testing.T) {
 				w.Header().Set("Content-Length", fmt.Sprint(size))
 				w.Write(make([]byte, size))
 			})
-			rc := paritySlowClient(t, addr)
+			rc := paritySlowClient(t, addr, 8<<10)
 			rc.send(getReq("warm"))
 			rc.read()
 			e.logs.next(t)
@@ -385,15 +377,7 @@ func TestLoopParityPipelinedAnswersHeldBack(t *testing.T) {
 			other := parityDial(t, addr)
 			other.send(getReq("warm"))
 			other.read()
-			d := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
-				c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10) })
-				return nil
-			}}
-			c, err := d.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := paritySlowClient(t, addr, 4<<10).c
 			io.WriteString(c, getReq("warm"))
 			c.Read(make([]byte, 4096))
 			time.Sleep(100 * time.Millisecond) // both in a loop

@@ -71,6 +71,19 @@ func stateOf(ctx context.Context) *reqState {
 	return s
 }
 
+// claim makes d the dyno of the request's next attempt: d holds an
+// outstanding count until the request ends or the next attempt.
+func (s *reqState) claim(d *dyno) {
+	d.outstanding.Add(1)
+	if s.picked != nil {
+		s.picked.release()
+	}
+	s.picked = d
+	s.dyno = d.name
+	s.phase = phaseDialed
+	s.connect.Store(0)
+}
+
 // retryTransport sends a request to a dyno of the app. When the
 // connection cannot be established and nothing of the body was read, it
 // quarantines that dyno (in this router) and tries another: at most
@@ -138,14 +151,7 @@ func (r *Router) roundTrip(s *reqState, out *http.Request) (*http.Response, erro
 		}
 		tried[n] = d
 		n++
-		d.outstanding.Add(1)
-		if s.picked != nil {
-			s.picked.release()
-		}
-		s.picked = d
-		s.dyno = d.name
-		s.phase = phaseDialed
-		s.connect.Store(0)
+		s.claim(d)
 		var resp *http.Response
 		if out == nil {
 			resp, err = d.transport.roundTrip(ctx, s.req, s)

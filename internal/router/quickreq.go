@@ -2,7 +2,6 @@ package router
 
 import (
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"strings"
 )
@@ -50,34 +49,15 @@ func quickRequest(head []byte) *http.Request {
 	if err != nil {
 		return nil
 	}
-	h := make(http.Header, lines)
-	vals := make([]string, 0, lines)
-	for rest := s[eol+2:]; rest != "\r\n"; {
-		eol = strings.Index(rest, "\r\n")
-		if eol <= 0 {
-			return nil
-		}
-		line := rest[:eol]
-		rest = rest[eol+2:]
-		colon := strings.IndexByte(line, ':')
-		if colon <= 0 {
-			return nil
-		}
-		k, v := line[:colon], strings.Trim(line[colon+1:], " \t")
-		if !validHeaderName(k) || !validHeaderValue(v) {
-			return nil
-		}
-		k = textproto.CanonicalMIMEHeaderKey(k)
+	h := quickFields(s[eol+2:], lines, func(k, _ string) bool {
 		switch k {
 		case "Content-Length", "Transfer-Encoding", "Trailer", "Pragma":
-			return nil // framing, and what ReadRequest rewrites: Go's parser
+			return false // framing, and what ReadRequest rewrites: Go's parser
 		}
-		vals = append(vals, v)
-		if prior, ok := h[k]; ok {
-			h[k] = append(prior, v)
-		} else {
-			h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
-		}
+		return true
+	})
+	if h == nil {
+		return nil
 	}
 	host := h["Host"]
 	if len(host) != 1 {

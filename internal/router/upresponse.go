@@ -60,11 +60,46 @@ func quickResponse(br *bufio.Reader, req *http.Request) *http.Response {
 	if !validHeaderValue(status) {
 		return nil // a bare LF or another control byte: Go's parser decides
 	}
+	length := int64(-1)
+	h := quickFields(head[eol+2:], lines, func(k, v string) bool {
+		switch k {
+		case "Transfer-Encoding", "Trailer", "Connection":
+			return false
+		case "Content-Length":
+			if length >= 0 {
+				return false
+			}
+			length = parseLength(v)
+			return length >= 0
+		}
+		return true
+	})
+	if h == nil {
+		return nil
+	}
+	if length < 0 {
+		return nil
+	}
+	br.Discard(n)
+	q := &quickResp{body: lengthBody{br: br, n: length}}
+	q.resp = http.Response{
+		Status: status, StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, ContentLength: length, Request: req, Body: &q.body,
+	}
+	return &q.resp
+}
+
+// quickFields parses the header lines of a head in the common shape, rest
+// (starting after the first line, ending with the empty line): one
+// "Name: value" per CRLF-ended line, valid names and values, no folding.
+// take sees each field (canonical name) and may refuse it. The values
+// share one array, sized by lines. Any other shape, or a refusal, gives
+// nil: the caller leaves the head to Go's parser.
+func quickFields(rest string, lines int, take func(k, v string) bool) http.Header {
 	h := make(http.Header, lines)
 	vals := make([]string, 0, lines)
-	length := int64(-1)
-	for rest := head[eol+2:]; rest != "\r\n"; {
-		eol = strings.Index(rest, "\r\n")
+	for rest != "\r\n" {
+		eol := strings.Index(rest, "\r\n")
 		if eol <= 0 {
 			return nil
 		}
@@ -79,16 +114,8 @@ func quickResponse(br *bufio.Reader, req *http.Request) *http.Response {
 			return nil
 		}
 		k = textproto.CanonicalMIMEHeaderKey(k)
-		switch k {
-		case "Transfer-Encoding", "Trailer", "Connection":
+		if !take(k, v) {
 			return nil
-		case "Content-Length":
-			if length >= 0 {
-				return nil
-			}
-			if length = parseLength(v); length < 0 {
-				return nil
-			}
 		}
 		vals = append(vals, v)
 		if prior, ok := h[k]; ok {
@@ -97,16 +124,7 @@ func quickResponse(br *bufio.Reader, req *http.Request) *http.Response {
 			h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 		}
 	}
-	if length < 0 {
-		return nil
-	}
-	br.Discard(n)
-	q := &quickResp{body: lengthBody{br: br, n: length}}
-	q.resp = http.Response{
-		Status: status, StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, ContentLength: length, Request: req, Body: &q.body,
-	}
-	return &q.resp
+	return h
 }
 
 // parseLength parses a Content-Length value as Go's parser accepts it:

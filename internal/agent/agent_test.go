@@ -252,10 +252,14 @@ func TestCrashedDynoStatusGoesWithItsAssignmentAfterARestart(t *testing.T) {
 // keep the dyno out of every route table.
 func TestStatusWritesOutlastAStoreThatRefuses(t *testing.T) {
 	e := newEnv(t)
-	var refused atomic.Int64
+	var refused, downs atomic.Int64
 	e.startAgent(t, func(c *Config) {
 		c.putStatus = func(ctx context.Context, key string, s model.DynoStatus) error {
 			if s.State == model.StateUp && refused.Add(1) <= 3 {
+				return errors.New("nats: no response from stream")
+			}
+			if s.State == model.StateDown {
+				downs.Add(1)
 				return errors.New("nats: no response from stream")
 			}
 			_, err := e.st.Statuses.Put(ctx, key, s)
@@ -266,5 +270,15 @@ func TestStatusWritesOutlastAStoreThatRefuses(t *testing.T) {
 	e.awaitState(t, "d1", model.StateUp)
 	if n := refused.Load(); n != 4 {
 		t.Fatalf("%d writes of the up status, want 3 refused and 1 stored", n)
+	}
+	// A dyno being stopped tries once: a node whose cluster is gone must
+	// still stop in time.
+	if err := e.st.Assignments.Delete(context.Background(), model.AssignmentKey("h1", "d1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "the stopped dyno's down status tried", func() bool { return downs.Load() > 0 })
+	time.Sleep(time.Second) // a retry would come within 100 ms
+	if n := downs.Load(); n != 1 {
+		t.Fatalf("%d writes of the down status of a stopping dyno, want 1", n)
 	}
 }

@@ -93,19 +93,34 @@ func (r *runner) writeStatus() {
 		switch {
 		case err == nil:
 			return
-		case errors.Is(err, nats.ErrConnectionClosed) || time.Now().Add(wait).After(giveUp):
+		case r.stopping() || errors.Is(err, nats.ErrConnectionClosed) || time.Now().Add(wait).After(giveUp):
 			r.a.log.Warn("report dyno status: giving up", "dyno", r.as.Name, "id", r.as.ID, "state", r.status.State, "err", err)
 			return
 		}
 		r.a.log.Warn("report dyno status (will retry)", "dyno", r.as.Name, "id", r.as.ID, "state", r.status.State, "err", err)
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+		case <-r.stopCh:
+		}
+	}
+}
+
+// stopping reports whether the dyno was asked to stop.
+func (r *runner) stopping() bool {
+	select {
+	case <-r.stopCh:
+		return true
+	default:
+		return false
 	}
 }
 
 // statusRetryFor is how long a runner tries to store a status the store
 // refuses: JetStream refuses writes for a few seconds while its cluster
 // elects a leader, and a lost "up" would keep the dyno out of every route
-// table (a lost "crashed", in them).
+// table (a lost "crashed", in them). A dyno being stopped tries once: a
+// stop (the agent's shutdown on a node losing its cluster) must not wait
+// for a store that may not come back.
 const statusRetryFor = 30 * time.Second
 
 func (r *runner) deleteStatus() {

@@ -354,9 +354,10 @@ func (c *edgeConn) next() (*http.Request, connEnd) {
 	}
 	b, _ := c.br.Peek(n)
 	c.raw = append(c.raw[:0], b...)
-	req := quickRequest(b)
+	req := quickRequest(b, nil)
+	quick := req != nil
 	var err error
-	if req != nil {
+	if quick {
 		c.br.Discard(n)
 	} else {
 		before := c.br.Buffered()
@@ -367,7 +368,7 @@ func (c *edgeConn) next() (*http.Request, connEnd) {
 			c.br.Discard(n - used) // a parse error before the end: c.raw has it all
 		}
 	}
-	if err != nil || !checkHead(req) || !takes(req) {
+	if err != nil || !checkHead(req, quick) || !takes(req) {
 		// Go's server answers it as it does (400, 431, 501...), or serves
 		// what the loop does not.
 		return nil, connHandedOff
@@ -423,10 +424,14 @@ func headEnd(b []byte, from int) int {
 // checkHead applies the checks Go's server makes after parsing: one valid
 // Host header (ReadRequest took it out of the map; a request in absolute
 // form, whose Host may come from the URL, is left to Go's server), valid
-// header names and values.
-func checkHead(req *http.Request) bool {
+// header names and values (unless fieldsChecked: quickRequest checked
+// them as it parsed).
+func checkHead(req *http.Request, fieldsChecked bool) bool {
 	if req.Host == "" || req.URL.Host != "" || !validHostHeader(req.Host) {
 		return false
+	}
+	if fieldsChecked {
+		return true
 	}
 	for k, vs := range req.Header {
 		if !validHeaderName(k) {

@@ -47,6 +47,11 @@ type lconn struct {
 
 	timer   *time.Timer
 	timerAt int64 // unix ns the timer fires (0: not armed)
+
+	// The memory of the request in progress and of its dyno's response,
+	// reused from one request to the next.
+	reqParts  reqParts
+	respParts respParts
 }
 
 // lcState is where a loop's client connection is.
@@ -193,14 +198,15 @@ func (l *evloop) advance(c *lconn) {
 // request parses the head of c.in's first end bytes and serves it, or
 // gives the connection to Go's server when the loop does not serve it.
 func (l *evloop) request(c *lconn, end int) {
-	req := quickRequest(c.in[:end])
+	req := quickRequest(c.in[:end], &c.reqParts)
+	quick := req != nil
 	var err error
-	if req == nil {
+	if !quick {
 		l.rd.Reset(c.in[:end])
 		l.br.Reset(&l.rd)
 		req, err = http.ReadRequest(l.br)
 	}
-	if err != nil || !checkHead(req) || !takes(req) {
+	if err != nil || !checkHead(req, quick) || !takes(req) {
 		l.handOff(c)
 		return
 	}

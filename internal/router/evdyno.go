@@ -290,7 +290,7 @@ func (l *evloop) upData(u *lup) {
 		l.rd.Reset(u.in[:end])
 		l.br.Reset(&l.rd)
 		l.br.Peek(min(end, l.br.Size())) // readResponse's shortcut wants the head buffered
-		resp, err := readResponse(l.br, s.req)
+		resp, err := readResponse(l.br, s.req, &c.respParts)
 		if err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 {
 			switch {
 			case resp.StatusCode == http.StatusSwitchingProtocols:

@@ -75,8 +75,8 @@ type evloop struct {
 	done chan struct{} // closed when the loop's goroutine ends
 
 	// The loop goroutine's own.
-	conns   map[int32]loopFD // by fd
-	gen     uint32           // tells a connection from a later one on the same fd
+	conns   []loopFD // by fd; nil where the loop has none
+	gen     uint32   // tells a connection from a later one on the same fd
 	pools   map[*dyno]*loopPool
 	events  []unix.EpollEvent
 	rd      bytes.Reader
@@ -92,6 +92,13 @@ type evloop struct {
 	// requests than one turn serves (maxPipelined); spare is again's
 	// other buffer.
 	again, spare []*lconn
+	// wait's: the function it gives Go's poller (epollWait, made once:
+	// a closure per wait costs an allocation per batch of events) and
+	// what that reports.
+	poll      func(fd uintptr) bool
+	pollBlock bool
+	polled    int
+	pollErr   syscall.Errno
 }
 
 // maxPipelined is how many requests of one connection a loop serves in a
@@ -132,12 +139,12 @@ func newLoop(e *edge) (*evloop, error) {
 	l := &evloop{
 		e: e, r: e.r, ep: ep, wake: wake,
 		done:   make(chan struct{}),
-		conns:  make(map[int32]loopFD),
 		pools:  make(map[*dyno]*loopPool),
 		events: make([]unix.EpollEvent, epollEvents),
 		br:     bufio.NewReaderSize(nil, upReadBufSize),
 		ubw:    bufio.NewWriterSize(nil, upWriteBufSize),
 	}
+	l.poll = l.epollWait
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
 		unix.Close(ep)
@@ -193,22 +200,26 @@ func (l *evloop) sweep() {
 // wait waits for events: epoll_wait that never blocks, in Go's poller
 // until the set is ready (unless block is false).
 func (l *evloop) wait(block bool) (int, error) {
-	n := 0
-	var errno syscall.Errno
-	err := l.eprc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
-			if e == syscall.EINTR {
-				continue
-			}
-			n, errno = int(r), e
-			return e != 0 || r > 0 || !block
-		}
-	})
-	if err == nil && errno != 0 {
-		err = os.NewSyscallError("epoll_wait", errno)
+	l.polled, l.pollErr, l.pollBlock = 0, 0, block
+	err := l.eprc.Read(l.poll)
+	if err == nil && l.pollErr != 0 {
+		err = os.NewSyscallError("epoll_wait", l.pollErr)
 	}
-	return n, err
+	return l.polled, err
+}
+
+// epollWait is wait's function for Go's poller (l.poll): one epoll_wait
+// that does not block; true when it is done (events, an error, or none
+// and pollBlock unset), false to wait in the poller.
+func (l *evloop) epollWait(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		l.polled, l.pollErr = int(r), e
+		return e != 0 || r > 0 || !l.pollBlock
+	}
 }
 
 // post sends m to the loop; false when it takes no more messages.
@@ -253,7 +264,10 @@ func (l *evloop) run() {
 				inbox = true
 				continue
 			}
-			x := l.conns[ev.Fd]
+			var x loopFD
+			if int(ev.Fd) < len(l.conns) {
+				x = l.conns[ev.Fd]
+			}
 			if x == nil || x.generation() != uint32(ev.Pad) {
 				continue // closed earlier in this batch
 			}
@@ -409,13 +423,18 @@ func (l *evloop) register(fd int, x loopFD) error {
 	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
-	l.conns[int32(fd)] = x
+	if fd >= len(l.conns) {
+		l.conns = append(l.conns, make([]loopFD, fd+1-len(l.conns))...)
+	}
+	l.conns[fd] = x
 	return nil
 }
 
 // forget takes fd out of the loop before it is closed or given away.
 func (l *evloop) forget(fd int) {
-	delete(l.conns, int32(fd))
+	if fd < len(l.conns) {
+		l.conns[fd] = nil
+	}
 	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, fd, nil)
 }
 

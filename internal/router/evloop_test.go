@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -341,4 +343,68 @@ func TestLoopForwardingHeaders(t *testing.T) {
 		t.Fatalf("%d %q (X-Request-Id %q), want %q", code, body, h.Get("X-Request-Id"), want)
 	}
 	e.logs.next(t)
+}
+
+// TestLoopRequestsShareNoHeaders checks that a loop's connection, which
+// parses each of its requests and its dyno's responses into the same
+// memory (reqParts, respParts), passes on each request's and response's
+// own headers only: none left over from the one before, none lost.
+func TestLoopRequestsShareNoHeaders(t *testing.T) {
+	e := newEnv(t, Config{})
+	ed := e.server.edge
+	e.app("hello", "a0")
+	e.dyno("a0", 1, model.StateUp, dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/warm" {
+			io.WriteString(w, "warm")
+			return
+		}
+		// The response's headers are named by the request's query.
+		for _, kv := range strings.Split(r.URL.RawQuery, "&") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				w.Header().Add(k, v)
+			}
+		}
+		// The body lists the client's own headers the dyno got.
+		var got []string
+		for k, vs := range r.Header {
+			if strings.HasPrefix(k, "X-C-") {
+				got = append(got, k+"="+strings.Join(vs, ","))
+			}
+		}
+		slices.Sort(got)
+		io.WriteString(w, strings.Join(got, ";"))
+	}))
+	e.waitTable("hello", upCount(1))
+	rc := loopClient(t, e, ed)
+	steps := []struct {
+		query, reqHeaders string
+		wantBody          string
+		wantResp          map[string]string // X-R- headers of the response
+	}{
+		{"X-R-A=1&X-R-B=2&X-R-B=3", "X-C-One: 1\r\nX-C-Two: 2\r\nX-C-Two: 2b\r\n", "X-C-One=1;X-C-Two=2,2b",
+			map[string]string{"X-R-A": "1", "X-R-B": "2,3"}},
+		{"X-R-C=4", "X-C-Three: 3\r\n", "X-C-Three=3", map[string]string{"X-R-C": "4"}},
+		{"", "", "", map[string]string{}},
+		{"X-R-A=5", "X-C-One: again\r\nUser-Agent: t\r\n", "X-C-One=again", map[string]string{"X-R-A": "5"}},
+	}
+	for i, st := range steps {
+		rc.send("GET /h?" + st.query + " HTTP/1.1\r\nHost: hello.localhost\r\n" + st.reqHeaders + "\r\n")
+		code, body, h := rc.read()
+		if code != 200 || body != st.wantBody {
+			t.Fatalf("request %d: %d %q, want 200 %q", i, code, body, st.wantBody)
+		}
+		got := map[string]string{}
+		for k, vs := range h {
+			if strings.HasPrefix(k, "X-R-") {
+				got[k] = strings.Join(vs, ",")
+			}
+		}
+		if !maps.Equal(got, st.wantResp) {
+			t.Fatalf("request %d: response headers %v, want %v", i, got, st.wantResp)
+		}
+		e.logs.next(t)
+	}
+	if ed.loopServed.Load() < int64(len(steps)) {
+		t.Fatalf("the loops served %d requests, want at least %d", ed.loopServed.Load(), len(steps))
+	}
 }

@@ -13,7 +13,8 @@ import (
 // TestQuickRequestMatchesGo checks quickRequest against http.ReadRequest:
 // whatever it parses, Go's parser parses the same, field for field; what
 // it leaves to Go includes everything Go refuses. Heads are a table plus
-// random mutations of it.
+// random mutations of it, parsed one after another into the same
+// reqParts, as a loop's connection parses its requests.
 func TestQuickRequestMatchesGo(t *testing.T) {
 	heads := []string{
 		"GET / HTTP/1.1\r\nHost: a.localhost\r\n\r\n",
@@ -44,9 +45,21 @@ func TestQuickRequestMatchesGo(t *testing.T) {
 		"get / HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\xc2\xa0\r\n\r\n", // not "close" to Go
 		"GET / HTTP/1.1\r\nHost: a\r\nConnection: \tclose\t, x\r\n\r\n",
+		// Targets: the plain ones are split by requestURL, the others go
+		// to url.ParseRequestURI.
+		"GET /a/b.c-d_e~f$g&h+i,j;k=l:m@n HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /p? HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /p?? HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /p?q?r HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /?a=%zz&b=[x] HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET //x//y HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a!b'c(d)e*f HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a[b]{c}|d^e`f\\g\"h<i>j HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /%41%2F?x HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a%2 HTTP/1.1\r\nHost: a\r\n\r\n",
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	const alphabet = " \t\r\n:/%?#aA-_,;=\x00\x7f\xc3"
+	const alphabet = " \t\r\n:/%?#aA-_,;=!*[\\\x00\x7f\xc3"
 	for _, h := range heads[:6] {
 		for range 3000 {
 			b := []byte(h)
@@ -67,8 +80,9 @@ func TestQuickRequestMatchesGo(t *testing.T) {
 		}
 	}
 	quick := 0
+	var parts reqParts
 	for _, h := range heads {
-		got := quickRequest([]byte(h))
+		got := quickRequest([]byte(h), &parts)
 		want, err := http.ReadRequest(bufio.NewReader(strings.NewReader(h)))
 		if got == nil {
 			continue
@@ -99,7 +113,7 @@ func BenchmarkQuickRequest(b *testing.B) {
 	b.Run("quick", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if quickRequest(head) == nil {
+			if quickRequest(head, nil) == nil {
 				b.Fatal("not quick")
 			}
 		}
@@ -123,7 +137,7 @@ func BenchmarkQuickRequestSmall(b *testing.B) {
 	b.Run("quick", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if quickRequest(head) == nil {
+			if quickRequest(head, nil) == nil {
 				b.Fatal("not quick")
 			}
 		}

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net/http"
 	"net/textproto"
@@ -16,8 +17,11 @@ import (
 // map for the head and one allocation for the response and its body;
 // anything else, or anything the shortcut is not sure of, goes to Go's
 // parser, untouched, which decides as it always did.
-func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	if resp := quickResponse(br, req); resp != nil {
+//
+// p is the memory the shortcut fills: a loop's connection lends its own
+// (respParts); nil allocates one.
+func readResponse(br *bufio.Reader, req *http.Request, p *respParts) (*http.Response, error) {
+	if resp := quickResponse(br, req, p); resp != nil {
 		return resp, nil
 	}
 	return http.ReadResponse(br, req)
@@ -25,7 +29,7 @@ func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 
 // quickResponse parses the common shape, or returns nil having consumed
 // nothing.
-func quickResponse(br *bufio.Reader, req *http.Request) *http.Response {
+func quickResponse(br *bufio.Reader, req *http.Request, p *respParts) *http.Response {
 	if req.Method == http.MethodHead {
 		return nil
 	}
@@ -45,12 +49,7 @@ func quickResponse(br *bufio.Reader, req *http.Request) *http.Response {
 		return nil
 	}
 	// Count the lines, to size the header map and the values' array.
-	lines := 0
-	for _, c := range b[:n] {
-		if c == '\n' {
-			lines++
-		}
-	}
+	lines := bytes.Count(b[:n], []byte{'\n'})
 	head := string(b[9:n]) // every string of the response points into it
 	eol := strings.Index(head, "\r\n")
 	if eol <= 4 || head[4] == ' ' {
@@ -60,8 +59,11 @@ func quickResponse(br *bufio.Reader, req *http.Request) *http.Response {
 	if !validHeaderValue(status) {
 		return nil // a bare LF or another control byte: Go's parser decides
 	}
+	if p == nil {
+		p = new(respParts)
+	}
 	length := int64(-1)
-	h := quickFields(head[eol+2:], lines, func(k, v string) bool {
+	h := p.fields.parse(head[eol+2:], lines, func(k, v string) bool {
 		switch k {
 		case "Transfer-Encoding", "Trailer", "Connection":
 			return false
@@ -81,23 +83,43 @@ func quickResponse(br *bufio.Reader, req *http.Request) *http.Response {
 		return nil
 	}
 	br.Discard(n)
-	q := &quickResp{body: lengthBody{br: br, n: length}}
-	q.resp = http.Response{
+	p.body = lengthBody{br: br, n: length}
+	p.resp = http.Response{
 		Status: status, StatusCode: code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, ContentLength: length, Request: req, Body: &q.body,
+		Header: h, ContentLength: length, Request: req, Body: &p.body,
 	}
-	return &q.resp
+	return &p.resp
 }
 
-// quickFields parses the header lines of a head in the common shape, rest
+// fields is the memory of a parsed header: its map and the array its
+// values share. Kept (in reqParts, respParts), it is reused, cleared, for
+// the next head; a header that grew large is let go instead.
+type fields struct {
+	h    http.Header
+	vals []string
+}
+
+// maxKeptFields is the most header fields a kept map is reused for:
+// clearing costs what the map grew to.
+const maxKeptFields = 32
+
+// parse parses the header lines of a head in the common shape, rest
 // (starting after the first line, ending with the empty line): one
 // "Name: value" per CRLF-ended line, valid names and values, no folding.
-// take sees each field (canonical name) and may refuse it. The values
-// share one array, sized by lines. Any other shape, or a refusal, gives
-// nil: the caller leaves the head to Go's parser.
-func quickFields(rest string, lines int, take func(k, v string) bool) http.Header {
-	h := make(http.Header, lines)
-	vals := make([]string, 0, lines)
+// take sees each field (canonical name) and may refuse it. lines is how
+// many lines the head has, to size the map and the values' array. Any
+// other shape, or a refusal, gives nil: the caller leaves the head to
+// Go's parser.
+func (f *fields) parse(rest string, lines int, take func(k, v string) bool) http.Header {
+	if f.h == nil || len(f.h) > maxKeptFields {
+		f.h = make(http.Header, lines)
+	} else {
+		clear(f.h)
+	}
+	if cap(f.vals) < lines || cap(f.vals) > 4*maxKeptFields {
+		f.vals = make([]string, 0, max(lines, 8))
+	}
+	h, vals := f.h, f.vals[:0]
 	for rest != "\r\n" {
 		eol := strings.Index(rest, "\r\n")
 		if eol <= 0 {
@@ -143,10 +165,14 @@ func parseLength(v string) int64 {
 	return n
 }
 
-// quickResp is a response and its body in one allocation.
-type quickResp struct {
+// respParts is the memory of a response quickResponse parses: the
+// response, its body and its header, in one allocation. A loop's
+// connection keeps one for the responses of its requests, one at a time
+// (see reqParts).
+type respParts struct {
 	resp http.Response
 	body lengthBody
+	fields
 }
 
 // lengthBody is a body of n bytes from br, as Go's parser frames it: EOF

@@ -43,6 +43,7 @@ func TestQuickResponse(t *testing.T) {
 		{"trailer", "HTTP/1.1 200 OK\r\nTrailer: X-T\r\nContent-Length: 1\r\n\r\nx", "GET", false},
 		{"not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", "GET", false},
 	}
+	var parts respParts // reused, as a loop's connection reuses its own
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tt.method, "http://dyno/", nil)
@@ -50,7 +51,7 @@ func TestQuickResponse(t *testing.T) {
 			br := bufio.NewReader(strings.NewReader(tt.in + next))
 			br.Peek(1) // buffered, as after the first byte's wait
 			before := br.Buffered()
-			got := quickResponse(br, req)
+			got := quickResponse(br, req, &parts)
 			if (got != nil) != tt.quick {
 				t.Fatalf("shortcut taken: %v, want %v", got != nil, tt.quick)
 			}
@@ -82,7 +83,7 @@ func TestQuickResponse(t *testing.T) {
 		req, _ := http.NewRequest("GET", "http://dyno/", nil)
 		br := bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
 		br.Peek(1)
-		resp := quickResponse(br, req)
+		resp := quickResponse(br, req, nil)
 		if resp == nil {
 			t.Fatal("shortcut not taken")
 		}

@@ -202,7 +202,7 @@ func (u *upstream) exchange(ctx context.Context, c *upConn, req *http.Request, s
 	err = u.awaitHead(ctx, c, br, s)
 	var resp *http.Response
 	for n := 0; err == nil; n++ {
-		resp, err = readResponse(br, req)
+		resp, err = readResponse(br, req, nil)
 		if err != nil || resp.StatusCode >= 200 || resp.StatusCode < 100 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}

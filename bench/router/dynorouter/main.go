@@ -4,7 +4,7 @@
 // HTTP port and, with -https, on a TLS port. It uses only the router's
 // exported API so that it keeps building while the router changes.
 // It runs until SIGINT or SIGTERM; -cpuprofile writes a CPU profile of
-// the whole run.
+// the whole run and -memprofile a profile of what it allocated.
 package main
 
 import (
@@ -34,6 +34,7 @@ type options struct {
 	policy              string
 	logs                bool
 	cpuprofile          string
+	memprofile          string
 }
 
 func main() {
@@ -49,6 +50,7 @@ func main() {
 	flag.StringVar(&o.policy, "policy", "", "DYNO_ROUTING_POLICY written in the app's release config (empty: unset)")
 	flag.BoolVar(&o.logs, "logs", true, "give the router a log sink that formats and drops each router log line, as in production")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the run to this file when it ends")
 	flag.Parse()
 	if backends == "" {
 		log.Fatal("dynorouter: -backend is required: the host:port of at least one backend")
@@ -122,6 +124,9 @@ func run(o options) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if o.memprofile != "" {
+		defer writeMemProfile(o.memprofile)
+	}
 	fmt.Printf("ready http=%s https=%s host=%s\n", httpAddr, httpsAddr, host)
 
 	select {
@@ -135,4 +140,18 @@ func run(o options) error {
 		s.Shutdown(sctx)
 	}
 	return nil
+}
+
+// writeMemProfile writes the allocation profile; a failure is only logged
+// because the run it describes is over.
+func writeMemProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Printf("dynorouter: create the allocation profile: %v", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		log.Printf("dynorouter: write the allocation profile: %v", err)
+	}
 }

@@ -119,7 +119,7 @@ func (l *evloop) fill(c *lconn) {
 			c.in = append(c.in, make([]byte, cap(c.in))...)[:len(c.in)]
 		}
 		free := c.in[len(c.in):cap(c.in)]
-		n, errno := rawRead(c.fd, free)
+		n, errno := sockRecv(c.fd, free)
 		switch {
 		case errno == syscall.EAGAIN:
 			c.readable = false

@@ -250,7 +250,7 @@ func (l *evloop) readUp(u *lup) {
 			u.in = slices.Grow(u.in, cap(u.in)) // a long head
 		}
 		free := u.in[len(u.in):cap(u.in)]
-		n, errno := rawRead(u.fd, free)
+		n, errno := sockRecv(u.fd, free)
 		switch {
 		case errno == syscall.EAGAIN:
 			u.readable = false

@@ -444,7 +444,8 @@ func (l *evloop) nextGen() uint32 {
 }
 
 // rawRead and rawWrite are read(2) and write(2) on a non-blocking
-// socket: they never block, so they need not tell the scheduler.
+// descriptor (the loop's eventfd): they never block, so they need not
+// tell the scheduler.
 func rawRead(fd int, b []byte) (int, syscall.Errno) {
 	for {
 		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
@@ -457,6 +458,29 @@ func rawRead(fd int, b []byte) (int, syscall.Errno) {
 func rawWrite(fd int, b []byte) (int, syscall.Errno) {
 	for {
 		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if errno != syscall.EINTR {
+			return int(n), errno
+		}
+	}
+}
+
+// sockRecv and sockSend are rawRead and rawWrite for sockets: recvfrom
+// and sendto go to the socket layer straight, without read and write's
+// file layer (about 0.3 µs of kernel time per request, issue 4's
+// benchmark), and a send to a closed peer fails with EPIPE without
+// raising SIGPIPE.
+func sockRecv(fd int, b []byte) (int, syscall.Errno) {
+	for {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+		if errno != syscall.EINTR {
+			return int(n), errno
+		}
+	}
+}
+
+func sockSend(fd int, b []byte) (int, syscall.Errno) {
+	for {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
 		if errno != syscall.EINTR {
 			return int(n), errno
 		}
@@ -500,7 +524,7 @@ func (o *fdOut) Write(p []byte) (int, error) {
 func (o *fdOut) write(p []byte) int {
 	w := 0
 	for w < len(p) {
-		n, errno := rawWrite(o.fd, p[w:])
+		n, errno := sockSend(o.fd, p[w:])
 		switch errno {
 		case 0:
 			w += n

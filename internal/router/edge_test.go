@@ -25,7 +25,7 @@ func edgeFront(t *testing.T, cfg ServerConfig, tlsOn bool) (*env, *httptest.Serv
 	r := New(Config{Logs: logs}, st)
 	startRouter(t, r)
 	front, fsrv := startFront(t, r, cfg, tlsOn)
-	e := &env{t: t, st: st, srv: srv, r: r, front: front, server: fsrv, logs: logs}
+	e := &env{t: t, st: st, srv: srv, r: r, front: front, server: fsrv, logs: logs, tls: tlsOn}
 	// A dyno that says what it got: method, path, body, scheme.
 	ep := dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -49,6 +50,7 @@ type env struct {
 	server *Server // front's
 	logs   *testLogs
 	client *http.Client
+	tls    bool // front serves HTTPS
 }
 
 func newStore(t testing.TB) (*store.Store, *store.Server) {
@@ -77,6 +79,12 @@ func startRouter(t testing.TB, r *Router) {
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
+	return newEnvOver(t, cfg, false)
+}
+
+// newEnvOver is newEnv with a front server over TLS when tlsOn.
+func newEnvOver(t *testing.T, cfg Config, tlsOn bool) *env {
+	t.Helper()
 	st, srv := newStore(t)
 	logs := &testLogs{ch: make(chan logEntry, 1000)}
 	cfg.Logs = logs
@@ -84,10 +92,13 @@ func newEnv(t *testing.T, cfg Config) *env {
 	startRouter(t, r)
 	// The server the router's commands run: the edge loop (edge.go) serves
 	// every test's bodiless HTTP/1.1 requests.
-	front, fsrv := startFront(t, r, ServerConfig{}, false)
+	front, fsrv := startFront(t, r, ServerConfig{}, tlsOn)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	if tlsOn {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &env{t: t, st: st, srv: srv, r: r, front: front, server: fsrv, logs: logs, client: &http.Client{Transport: tr}}
+	return &env{t: t, st: st, srv: srv, r: r, front: front, server: fsrv, logs: logs, client: &http.Client{Transport: tr}, tls: tlsOn}
 }
 
 // app names an app, as the API server does.
@@ -221,6 +232,7 @@ func startFront(t testing.TB, r *Router, cfg ServerConfig, tlsOn bool) (*httptes
 	front.Config = srv.Server
 	front.Listener = sysListener{front.Listener} // as Server.Serve serves
 	if tlsOn {
+		front.Listener = tlsListener{front.Listener.(sysListener).Listener}
 		front.StartTLS()
 	} else {
 		front.Start()

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"syscall"
@@ -22,6 +23,10 @@ type lconn struct {
 	gen  uint32
 	base context.Context // the connection's values (server, local address, clientConn); never canceled
 	port int             // the local port the client connected to (X-Forwarded-Port)
+	// An HTTPS connection's TLS connection and its transport (tlsloop.go):
+	// the loop reads requests from tconn and writes responses to it.
+	tconn *tls.Conn
+	tt    *tlsTransport
 
 	in       []byte // read, not yet served
 	readable bool   // the socket may hold more than was read
@@ -119,6 +124,10 @@ func (l *evloop) fill(c *lconn) {
 			c.in = append(c.in, make([]byte, cap(c.in))...)[:len(c.in)]
 		}
 		free := c.in[len(c.in):cap(c.in)]
+		if c.tconn != nil {
+			l.fillTLS(c, free)
+			continue
+		}
 		n, errno := sockRecv(c.fd, free)
 		switch {
 		case errno == syscall.EAGAIN:
@@ -131,6 +140,21 @@ func (l *evloop) fill(c *lconn) {
 				c.readable = false // a short read drained the socket; a FIN would have told
 			}
 		}
+	}
+}
+
+// fillTLS reads one TLS record's data into free (c.in's free space). The
+// connection stays readable until the transport found the socket empty:
+// a record may hold less than the socket does, and crypto/tls may hold
+// the start of the next.
+func (l *evloop) fillTLS(c *lconn, free []byte) {
+	n, err := c.tconn.Read(free)
+	c.in = c.in[:len(c.in)+n]
+	switch {
+	case err == errWouldBlock:
+		c.readable = false
+	case err != nil:
+		c.eof, c.readable = true, false // close_notify, a hang-up, a bad record
 	}
 }
 
@@ -214,6 +238,7 @@ func (l *evloop) request(c *lconn, end int) {
 	c.headAt = 0
 	delete(req.Header, "Host")
 	req.RemoteAddr = c.remote
+	req.TLS = c.tls
 	// No context: what the goroutine path finds in it, the loop has
 	// (c.cc, c.port); a request that goes back to a goroutine gets one.
 	l.serve(c, req)
@@ -368,6 +393,11 @@ func (l *evloop) closeClient(c *lconn) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	if c.tconn != nil && c.out.err == nil {
+		// close_notify, as tls.Conn.Close sends it, if the socket takes it.
+		c.tconn.CloseWrite()
+		c.out.flush()
+	}
 	l.forget(c.fd)
 	syscall.Close(c.fd)
 	c.account(-1)
@@ -375,7 +405,9 @@ func (l *evloop) closeClient(c *lconn) {
 }
 
 // release takes the connection out of the loop for a goroutine: its
-// socket as a Go connection, and the output not written yet.
+// socket as a Go connection (an HTTPS one's TLS connection, its transport
+// back on a Go connection), and the output not written yet (an HTTPS
+// one's transport writes it first itself).
 func (l *evloop) release(c *lconn) (nc net.Conn, out []byte, ok bool) {
 	c.bw.Flush()
 	c.closed = true
@@ -396,6 +428,10 @@ func (l *evloop) release(c *lconn) (nc net.Conn, out []byte, ok bool) {
 		c.account(-1)
 		l.e.active.Add(-1)
 		return nil, nil, false
+	}
+	if tt := c.tt; tt != nil {
+		tt.Conn, tt.pendOut, tt.lc = conn, out, nil
+		return c.tconn, nil, true
 	}
 	return conn, out, true
 }
@@ -420,7 +456,7 @@ func (l *evloop) handOff(c *lconn) {
 		c.account(1)
 		return
 	}
-	go l.e.passBack(nc, out, prefix)
+	go l.e.passBack(nc, c.tls, out, prefix)
 }
 
 // rearm sets the connection's deadline for its state (deadline) and

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"os"
@@ -567,18 +568,26 @@ func (o *fdOut) flush() bool {
 	return false
 }
 
-// enterLoop gives c's socket to an event loop, when c is a plain TCP
-// connection and the loops run: the loop serves its requests from now on.
-// Called between requests, with nothing read ahead.
+// enterLoop gives c's socket to an event loop, when c is a TCP
+// connection, plain or TLS over a tlsTransport, and the loops run: the
+// loop serves its requests from now on. Called between requests, with
+// nothing read ahead.
 func (e *edge) enterLoop(c *edgeConn) bool {
-	if c.tls != nil || e.noLoops || e.closing.Load() {
+	if e.noLoops || e.closing.Load() {
 		return false
 	}
-	sc, ok := c.nc.(syscall.Conn)
+	raw := c.nc // the TCP connection
+	tc, tt := loopTLS(c.nc)
+	if tt != nil {
+		raw = tt.Conn
+	} else if c.tls != nil {
+		return false
+	}
+	sc, ok := raw.(syscall.Conn)
 	if !ok {
 		return false
 	}
-	if _, tcp := c.nc.LocalAddr().(*net.TCPAddr); !tcp {
+	if _, tcp := raw.LocalAddr().(*net.TCPAddr); !tcp {
 		return false
 	}
 	rc, err := sc.SyscallConn()
@@ -598,12 +607,20 @@ func (e *edge) enterLoop(c *edgeConn) bool {
 	}
 	lc := &lconn{l: l, fd: fd, base: context.WithoutCancel(c.ctx)}
 	lc.e = e
-	lc.remote, lc.cc = c.remote, c.cc
-	if a, ok := c.nc.LocalAddr().(*net.TCPAddr); ok {
+	lc.remote, lc.cc, lc.tls = c.remote, c.cc, c.tls
+	if a, ok := raw.LocalAddr().(*net.TCPAddr); ok {
 		lc.port = a.Port
 	}
 	lc.ctx = lc.base
-	lc.bw = bufio.NewWriterSize(&lc.out, edgeWriteBufSize)
+	if tt != nil {
+		// Responses go through TLS into lc.out; from now on the
+		// transport is the loop's.
+		lc.tconn, lc.tt = tc, tt
+		lc.bw = bufio.NewWriterSize(tc, edgeWriteBufSize)
+		tt.lc = lc
+	} else {
+		lc.bw = bufio.NewWriterSize(&lc.out, edgeWriteBufSize)
+	}
 	lc.w.h = make(http.Header, 16)
 	lc.w.pend = make([]byte, 0, pendSize)
 	lc.out.fd, lc.out.now = fd, &l.now
@@ -611,12 +628,16 @@ func (e *edge) enterLoop(c *edgeConn) bool {
 	// or goes back to a goroutine.
 	e.active.Add(1)
 	if !l.post(loopMsg{enter: lc}) {
+		if tt != nil {
+			tt.lc = nil
+		}
 		e.active.Add(-1)
 		unix.Close(fd)
 		return false
 	}
-	// The loop has the socket (a duplicate): Go's poller lets it go.
-	c.nc.Close()
+	// The loop has the socket (a duplicate): Go's poller lets it go. (A
+	// TLS connection's own Close would send close_notify.)
+	raw.Close()
 	e.looped.Add(1)
 	return true
 }
@@ -689,7 +710,7 @@ func (e *edge) resume(nc net.Conn, lc *lconn, out []byte, req *http.Request, res
 	defer e.active.Add(-1)
 	c := e.pool.Get().(*edgeConn)
 	c.nc = nc
-	c.tls = nil
+	c.tls = lc.tls
 	c.remote = lc.remote
 	c.ctx, c.cancel = context.WithCancel(lc.base)
 	c.cc = lc.cc
@@ -713,8 +734,8 @@ func (e *edge) resume(nc net.Conn, lc *lconn, out []byte, req *http.Request, res
 }
 
 // passBack gives a connection a loop does not serve to Go's server, with
-// prefix (what the loop read) replayed, after out.
-func (e *edge) passBack(nc net.Conn, out, prefix []byte) {
+// prefix (what the loop read) replayed, after out; cs is its TLS state.
+func (e *edge) passBack(nc net.Conn, cs *tls.ConnectionState, out, prefix []byte) {
 	defer e.active.Add(-1)
 	if len(out) > 0 {
 		nc.SetWriteDeadline(time.Now().Add(e.writeIdle))
@@ -726,5 +747,5 @@ func (e *edge) passBack(nc net.Conn, out, prefix []byte) {
 		}
 	}
 	e.handoffs.Add(1)
-	e.pass(&handoffConn{Conn: nc, prefix: prefix})
+	e.pass(&handoffConn{Conn: nc, prefix: prefix, tls: cs})
 }

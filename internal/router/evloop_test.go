@@ -52,7 +52,7 @@ func scriptDyno(t *testing.T, script func(c net.Conn, req *http.Request)) string
 func loopClient(t *testing.T, e *env, ed *edge) *rawClient {
 	t.Helper()
 	before := ed.looped.Load()
-	rc := dialFront(t, e.front, false)
+	rc := dialFront(t, e.front, e.tls)
 	rc.send(getReq("warm"))
 	if code, _, _ := rc.read(); code != 200 {
 		t.Fatalf("warm-up: %d", code)
@@ -71,9 +71,11 @@ func loopClient(t *testing.T, e *env, ed *edge) *rawClient {
 // what the goroutine path gives it: responses passed on whole (chunked,
 // trailers, until EOF, 1xx, HEAD), and each router error's status, code
 // and connection outcome.
-func TestLoopSemantics(t *testing.T) {
-	e := newEnv(t, Config{FirstByteTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond,
-		Quarantine: time.Minute, ConnectWait: 300 * time.Millisecond})
+func TestLoopSemantics(t *testing.T) { bothSchemes(t, testLoopSemantics) }
+
+func testLoopSemantics(t *testing.T, tlsOn bool) {
+	e := newEnvOver(t, Config{FirstByteTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond,
+		Quarantine: time.Minute, ConnectWait: 300 * time.Millisecond}, tlsOn)
 	ed := e.server.edge
 	e.app("hello", "a0")
 	e.dyno("a0", 1, model.StateUp, says(t, "warm"))
@@ -186,8 +188,10 @@ func TestLoopSemantics(t *testing.T) {
 // TestLoopClientLeaves checks the client's side of a loop's exchange: a
 // client that hangs up while its dyno works (H27), one that takes none
 // of a long response (H28), and a large body moved with back-pressure.
-func TestLoopClientLeaves(t *testing.T) {
-	e := newEnv(t, Config{IdleTimeout: 300 * time.Millisecond})
+func TestLoopClientLeaves(t *testing.T) { bothSchemes(t, testLoopClientLeaves) }
+
+func testLoopClientLeaves(t *testing.T, tlsOn bool) {
+	e := newEnvOver(t, Config{IdleTimeout: 300 * time.Millisecond}, tlsOn)
 	ed := e.server.edge
 	e.app("hello", "a0")
 	e.dyno("a0", 1, model.StateUp, says(t, "warm"))
@@ -258,12 +262,15 @@ func TestLoopClientLeaves(t *testing.T) {
 // TestLoopHandsBack checks what a loop gives back: a request with a body
 // goes to Go's server and the connection comes back to a loop after it;
 // responses to pipelined requests keep their order across the hand-offs.
-func TestLoopHandsBack(t *testing.T) {
-	e, _, ed := edgeFront(t, ServerConfig{}, false)
+func TestLoopHandsBack(t *testing.T) { bothSchemes(t, testLoopHandsBack) }
+
+func testLoopHandsBack(t *testing.T, tlsOn bool) {
+	e, _, ed := edgeFront(t, ServerConfig{}, tlsOn)
+	scheme := map[bool]string{false: "http", true: "https"}[tlsOn]
 	rc := loopClient(t, e, ed)
 	before, looped := ed.handoffs.Load(), ed.looped.Load()
 	rc.send(getReq("a") + "POST /b HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 3\r\n\r\nxyz" + getReq("c"))
-	for _, want := range []string{"GET /a  http", "POST /b xyz http", "GET /c  http"} {
+	for _, want := range []string{"GET /a  " + scheme, "POST /b xyz " + scheme, "GET /c  " + scheme} {
 		if code, body, _ := rc.read(); code != 200 || body != want {
 			t.Fatalf("%d %q, want 200 %q", code, body, want)
 		}
@@ -280,7 +287,7 @@ func TestLoopHandsBack(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	rc.send(getReq("d"))
-	if code, body, _ := rc.read(); code != 200 || body != "GET /d  http" {
+	if code, body, _ := rc.read(); code != 200 || body != "GET /d  "+scheme {
 		t.Fatalf("%d %q", code, body)
 	}
 	e.logs.next(t)
@@ -289,8 +296,10 @@ func TestLoopHandsBack(t *testing.T) {
 // TestLoopShutdown checks Shutdown with connections in loops: an idle one
 // closes at once, a busy one after its response, and Shutdown returns
 // once they are gone.
-func TestLoopShutdown(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestLoopShutdown(t *testing.T) { bothSchemes(t, testLoopShutdown) }
+
+func testLoopShutdown(t *testing.T, tlsOn bool) {
+	e := newEnvOver(t, Config{}, tlsOn)
 	ed := e.server.edge
 	e.app("hello", "a0")
 	e.dyno("a0", 1, model.StateUp, says(t, "warm"))
@@ -323,8 +332,10 @@ func TestLoopShutdown(t *testing.T) {
 
 // TestLoopForwardingHeaders checks the headers a loop's request takes to
 // its dyno, which the goroutine path finds in the request's context.
-func TestLoopForwardingHeaders(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestLoopForwardingHeaders(t *testing.T) { bothSchemes(t, testLoopForwardingHeaders) }
+
+func testLoopForwardingHeaders(t *testing.T, tlsOn bool) {
+	e := newEnvOver(t, Config{}, tlsOn)
 	ed := e.server.edge
 	e.app("hello", "a0")
 	e.dyno("a0", 1, model.StateUp, dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -338,7 +349,8 @@ func TestLoopForwardingHeaders(t *testing.T) {
 	e.waitTable("hello", upCount(1))
 	rc := loopClient(t, e, ed)
 	rc.send("GET /h HTTP/1.1\r\nHost: hello.localhost\r\nX-Forwarded-For: 10.0.0.1\r\nX-Request-Id: abc-123\r\n\r\n")
-	want := "hello.localhost|" + e.frontPort() + "|10.0.0.1, 127.0.0.1|http|1.1 dyno|abc-123"
+	scheme := map[bool]string{false: "http", true: "https"}[tlsOn]
+	want := "hello.localhost|" + e.frontPort() + "|10.0.0.1, 127.0.0.1|" + scheme + "|1.1 dyno|abc-123"
 	if code, body, h := rc.read(); code != 200 || body != want || h.Get("X-Request-Id") != "abc-123" {
 		t.Fatalf("%d %q (X-Request-Id %q), want %q", code, body, h.Get("X-Request-Id"), want)
 	}
@@ -349,8 +361,10 @@ func TestLoopForwardingHeaders(t *testing.T) {
 // parses each of its requests and its dyno's responses into the same
 // memory (reqParts, respParts), passes on each request's and response's
 // own headers only: none left over from the one before, none lost.
-func TestLoopRequestsShareNoHeaders(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestLoopRequestsShareNoHeaders(t *testing.T) { bothSchemes(t, testLoopRequestsShareNoHeaders) }
+
+func testLoopRequestsShareNoHeaders(t *testing.T, tlsOn bool) {
+	e := newEnvOver(t, Config{}, tlsOn)
 	ed := e.server.edge
 	e.app("hello", "a0")
 	e.dyno("a0", 1, model.StateUp, dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -407,4 +421,11 @@ func TestLoopRequestsShareNoHeaders(t *testing.T) {
 	if ed.loopServed.Load() < int64(len(steps)) {
 		t.Fatalf("the loops served %d requests, want at least %d", ed.loopServed.Load(), len(steps))
 	}
+}
+
+// bothSchemes runs test over plain HTTP and over HTTPS: HTTPS connections
+// enter the loops too (tlsloop.go).
+func bothSchemes(t *testing.T, test func(t *testing.T, tlsOn bool)) {
+	t.Run("http", func(t *testing.T) { test(t, false) })
+	t.Run("https", func(t *testing.T) { test(t, true) })
 }

@@ -201,10 +201,11 @@ type clientConnKey struct{}
 // Serve serves clients on ln until Shutdown or Close: over TLS when
 // TLSConfig is set (HTTP/2 included: ServeTLS adds h2 to its protocols),
 // plain HTTP otherwise. ln is the plain TCP listener in both cases: its
-// connections make their system calls as sysConn explains.
+// connections make their system calls as sysConn explains, and a TLS
+// one's go through a tlsTransport, which lets an event loop serve it.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.TLSConfig != nil {
-		return s.Server.ServeTLS(sysListener{ln}, "", "")
+		return s.Server.ServeTLS(tlsListener{ln}, "", "")
 	}
 	return s.Server.Serve(sysListener{ln})
 }
@@ -212,5 +213,5 @@ func (s *Server) Serve(ln net.Listener) error {
 // ServeTLS serves HTTPS on ln, as http.Server's ServeTLS does, with the
 // connections of Serve.
 func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
-	return s.Server.ServeTLS(sysListener{ln}, certFile, keyFile)
+	return s.Server.ServeTLS(tlsListener{ln}, certFile, keyFile)
 }

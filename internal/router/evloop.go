@@ -624,6 +624,20 @@ func (e *edge) enterLoop(c *edgeConn) bool {
 	lc.w.h = make(http.Header, 16)
 	lc.w.pend = make([]byte, 0, pendSize)
 	lc.out.fd, lc.out.now = fd, &l.now
+	// Close reaches the connection through its loop from now on, not
+	// through c.nc: closing a TLS connection would write close_notify
+	// into the loop's output from Close's goroutine.
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		if tt != nil {
+			tt.lc = nil
+		}
+		unix.Close(fd)
+		return false
+	}
+	delete(e.conns, c)
+	e.mu.Unlock()
 	// The loop holds one count of e.active until the connection closes
 	// or goes back to a goroutine.
 	e.active.Add(1)
@@ -633,6 +647,13 @@ func (e *edge) enterLoop(c *edgeConn) bool {
 		}
 		e.active.Add(-1)
 		unix.Close(fd)
+		e.mu.Lock()
+		if e.closed {
+			c.nc.Close() // Close came meanwhile: the goroutine's next read ends it
+		} else {
+			e.conns[c] = struct{}{}
+		}
+		e.mu.Unlock()
 		return false
 	}
 	// The loop has the socket (a duplicate): Go's poller lets it go. (A
@@ -718,17 +739,19 @@ func (e *edge) resume(nc net.Conn, lc *lconn, out []byte, req *http.Request, res
 	c.br.Reset(c)
 	c.bw.Reset(nc)
 	c.rdl, c.wdl = 0, 0
-	if len(out) > 0 {
+	err := flushHeld(nc, e.writeIdle)
+	if err == nil && len(out) > 0 {
 		c.armWrite()
-		if _, err := nc.Write(out); err != nil {
-			c.cancel()
-			c.account(-1)
-			nc.Close()
-			c.nc, c.ctx, c.cancel, c.cc, c.pending = nil, nil, nil, nil, nil
-			c.bw.Reset(nil)
-			e.pool.Put(c)
-			return
-		}
+		_, err = nc.Write(out)
+	}
+	if err != nil {
+		c.cancel()
+		c.account(-1)
+		nc.Close()
+		c.nc, c.ctx, c.cancel, c.cc, c.tls, c.pending = nil, nil, nil, nil, nil, nil
+		c.bw.Reset(nil)
+		e.pool.Put(c)
+		return
 	}
 	e.runConn(c, req.WithContext(c.ctx))
 }
@@ -737,14 +760,15 @@ func (e *edge) resume(nc net.Conn, lc *lconn, out []byte, req *http.Request, res
 // prefix (what the loop read) replayed, after out; cs is its TLS state.
 func (e *edge) passBack(nc net.Conn, cs *tls.ConnectionState, out, prefix []byte) {
 	defer e.active.Add(-1)
-	if len(out) > 0 {
+	err := flushHeld(nc, e.writeIdle)
+	if err == nil && len(out) > 0 {
 		nc.SetWriteDeadline(time.Now().Add(e.writeIdle))
-		_, err := nc.Write(out)
+		_, err = nc.Write(out)
 		nc.SetWriteDeadline(time.Time{})
-		if err != nil {
-			nc.Close()
-			return
-		}
+	}
+	if err != nil {
+		nc.Close()
+		return
 	}
 	e.handoffs.Add(1)
 	e.pass(&handoffConn{Conn: nc, prefix: prefix, tls: cs})

@@ -3,6 +3,7 @@ package router
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +27,13 @@ import (
 // system's); noLoops keeps connections on their goroutines.
 func parityFront(t *testing.T, cfg Config, scfg ServerConfig, noLoops bool, sndBuf int, h http.HandlerFunc) (*env, string) {
 	t.Helper()
+	return parityFrontOver(t, cfg, scfg, noLoops, sndBuf, false, h)
+}
+
+// parityFrontOver is parityFront, over TLS when tlsOn (httptest's
+// certificate for 127.0.0.1).
+func parityFrontOver(t *testing.T, cfg Config, scfg ServerConfig, noLoops bool, sndBuf int, tlsOn bool, h http.HandlerFunc) (*env, string) {
+	t.Helper()
 	st, srv := newStore(t)
 	logs := &testLogs{ch: make(chan logEntry, 10000)}
 	cfg.Logs = logs
@@ -43,9 +51,14 @@ func parityFront(t *testing.T, cfg Config, scfg ServerConfig, noLoops bool, sndB
 	if err != nil {
 		t.Fatal(err)
 	}
+	if tlsOn {
+		ts := httptest.NewTLSServer(nil)
+		fsrv.TLSConfig = &tls.Config{Certificates: ts.TLS.Certificates}
+		ts.Close()
+	}
 	go fsrv.Serve(ln)
 	t.Cleanup(func() { fsrv.Close() })
-	e := &env{t: t, st: st, srv: srv, r: r, server: fsrv, logs: logs}
+	e := &env{t: t, st: st, srv: srv, r: r, server: fsrv, logs: logs, tls: tlsOn}
 	ep := dynoServer(t, h)
 	e.app("hello", "a1")
 	e.dyno("a1", 1, model.StateUp, ep)

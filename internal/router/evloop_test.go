@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"maps"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -428,4 +430,127 @@ func testLoopRequestsShareNoHeaders(t *testing.T, tlsOn bool) {
 func bothSchemes(t *testing.T, test func(t *testing.T, tlsOn bool)) {
 	t.Run("http", func(t *testing.T) { test(t, false) })
 	t.Run("https", func(t *testing.T) { test(t, true) })
+}
+
+// TestLoopHandBackSendsHeldOutput checks that a response a loop could not
+// write whole goes out at once when the client's next (pipelined) request
+// goes back to a goroutine to wait for a starting dyno: it must not wait
+// for that request's answer. Over HTTPS the held bytes are ciphertext the
+// TLS transport writes (flushHeld).
+func TestLoopHandBackSendsHeldOutput(t *testing.T) { bothSchemes(t, testLoopHandBackSendsHeldOutput) }
+
+func testLoopHandBackSendsHeldOutput(t *testing.T, tlsOn bool) {
+	const wait = 2 * time.Second
+	big := strings.Repeat("x", 1<<20)
+	// Small socket buffers on both sides: the loop holds what they do
+	// not take.
+	e, addr := parityFrontOver(t, Config{StartingWait: wait}, ServerConfig{}, false, 8192, tlsOn, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			io.WriteString(w, big)
+			return
+		}
+		io.WriteString(w, "warm")
+	})
+	ed := e.server.edge
+	e.app("boot", "a2")
+	e.dyno("a2", 1, model.StateStarting, "")
+	e.waitTable("boot", func(a *app) bool { return a != nil && a.starting > 0 })
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tlsOn {
+		c = tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+	rc.send(getReq("warm"))
+	if code, _, _ := rc.read(); code != 200 {
+		t.Fatalf("warm-up: %d", code)
+	}
+	e.logs.next(t)
+	for deadline := time.Now().Add(5 * time.Second); ed.looped.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not enter an event loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rc.send(getReq("big") + "GET / HTTP/1.1\r\nHost: boot.localhost\r\n\r\n")
+	time.Sleep(300 * time.Millisecond) // the loop fills what it may hold
+	start := time.Now()
+	code, body, _ := rc.read()
+	if code != 200 || len(body) != len(big) {
+		t.Fatalf("the first response: %d, %d bytes, want 200 and %d", code, len(body), len(big))
+	}
+	if took := time.Since(start); took >= wait*3/4 {
+		t.Fatalf("the first response's end took %v: it waited for the second request's dyno", took)
+	}
+}
+
+// pieceConn writes each Write in pieces of piece bytes, with a pause
+// between them: TLS records reach the router in parts.
+type pieceConn struct {
+	net.Conn
+	piece int
+}
+
+func (c *pieceConn) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(c.piece, len(p))
+		m, err := c.Conn.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+		time.Sleep(2 * time.Millisecond)
+	}
+	return n, nil
+}
+
+// TestLoopTLSRecordsInPieces checks that a loop serves pipelined HTTPS
+// requests whose TLS records arrive a few bytes at a time: a record the
+// loop read part of (crypto/tls keeps it across errWouldBlock) is finished
+// at the next readiness.
+func TestLoopTLSRecordsInPieces(t *testing.T) {
+	e, front, ed := edgeFront(t, ServerConfig{}, true)
+	raw, err := net.Dial("tcp", front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := &pieceConn{Conn: raw, piece: 1 << 20}
+	c := tls.Client(pc, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+	rc.send(getReq("warm"))
+	if code, _, _ := rc.read(); code != 200 {
+		t.Fatalf("warm-up: %d", code)
+	}
+	e.logs.next(t)
+	for deadline := time.Now().Add(5 * time.Second); ed.looped.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not enter an event loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, piece := range []int{1, 3, 7, 100} {
+		pc.piece = piece
+		rc.send(getReq("a") + getReq("b"))
+		for _, p := range []string{"a", "b"} {
+			if code, body, _ := rc.read(); code != 200 || body != "GET /"+p+"  https" {
+				t.Fatalf("records in %d-byte pieces: %d %q", piece, code, body)
+			}
+			e.logs.next(t)
+		}
+	}
+	if n := ed.loopServed.Load(); n < 8 {
+		t.Fatalf("the loops served %d requests, want the 8 pipelined ones", n)
+	}
 }

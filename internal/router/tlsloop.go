@@ -66,13 +66,43 @@ func (t *tlsTransport) Write(p []byte) (int, error) {
 	if lc := t.lc; lc != nil {
 		return lc.out.Write(p)
 	}
-	if len(t.pendOut) > 0 {
-		if _, err := t.Conn.Write(t.pendOut); err != nil {
-			return 0, err
-		}
-		t.pendOut = nil
+	if err := t.writeHeld(); err != nil {
+		return 0, err
 	}
 	return t.Conn.Write(p)
+}
+
+// writeHeld writes what a loop left unwritten; what a failed write did
+// not take stays held (and is not written twice).
+func (t *tlsTransport) writeHeld() error {
+	if len(t.pendOut) == 0 {
+		return nil
+	}
+	n, err := t.Conn.Write(t.pendOut)
+	t.pendOut = t.pendOut[n:]
+	if len(t.pendOut) == 0 {
+		t.pendOut = nil
+	}
+	return err
+}
+
+// flushHeld writes, within timeout, the ciphertext a loop left unwritten
+// when nc, an HTTPS connection, came back from it: the rest of a response
+// must not wait for the next one (a pipelining client's next request may
+// wait for a starting dyno). A plain connection's is the caller's out.
+func flushHeld(nc net.Conn, timeout time.Duration) error {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	t, ok := tc.NetConn().(*tlsTransport)
+	if !ok || len(t.pendOut) == 0 {
+		return nil
+	}
+	t.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	err := t.writeHeld()
+	t.Conn.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // The deadlines are the loop's own while it serves the connection.

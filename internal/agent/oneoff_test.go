@@ -64,6 +64,7 @@ func TestOneOffAttached(t *testing.T) {
 		env     map[string]string
 		input   string // typed after attaching; then the client waits
 		hangUp  bool   // the client leaves instead of reading to the end
+		ready   string // with hangUp: the output that says the command is set (before the client leaves)
 		want    string // in the output
 		state   string
 		exit    int
@@ -74,8 +75,10 @@ func TestOneOffAttached(t *testing.T) {
 		{name: "terminal with its size", command: `stty size; test -t 0 && echo on-a-tty`, tty: true,
 			env: map[string]string{"COLUMNS": "100", "LINES": "30"}, want: "30 100", state: model.StateDown},
 		{name: "client leaves: SIGHUP", command: `sleep 100`, hangUp: true, state: model.StateCrashed, exit: 129},
-		{name: "client leaves, SIGHUP ignored: R16 and SIGKILL", command: `trap '' HUP; sleep 100 & wait`, hangUp: true,
-			state: model.StateCrashed, exit: 137},
+		// The client leaves once the trap is set: a SIGHUP before it
+		// would end the shell (129), as a CI run saw.
+		{name: "client leaves, SIGHUP ignored: R16 and SIGKILL", command: `trap '' HUP; echo trapped; sleep 100 & wait`,
+			hangUp: true, ready: "trapped", state: model.StateCrashed, exit: 137},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +100,9 @@ func TestOneOffAttached(t *testing.T) {
 			defer ctrl.Close()
 			if tt.hangUp {
 				e.awaitState(t, id, model.StateUp)
+				if tt.ready != "" {
+					awaitOutput(t, c, tt.ready)
+				}
 				c.Close()
 			} else {
 				io.WriteString(c, tt.input)
@@ -147,5 +153,31 @@ func TestOneOffDetachedAndNoClient(t *testing.T) {
 	e.awaitState(t, "lonely", model.StateCrashed)
 	if !e.logs.has("run.4242", "Error R13 (Attach error)") {
 		t.Error("no R13 line in the log")
+	}
+}
+
+// awaitOutput reads r until its output so far contains want (10 s at most).
+func awaitOutput(t *testing.T, r io.Reader, want string) {
+	t.Helper()
+	got := make(chan string, 1)
+	go func() {
+		var out []byte
+		buf := make([]byte, 512)
+		for !strings.Contains(string(out), want) {
+			n, err := r.Read(buf)
+			out = append(out, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		got <- string(out)
+	}()
+	select {
+	case out := <-got:
+		if !strings.Contains(out, want) {
+			t.Fatalf("output %q ended without %q", out, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %q in the output after 10 s", want)
 	}
 }

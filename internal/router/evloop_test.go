@@ -53,8 +53,16 @@ func scriptDyno(t *testing.T, script func(c net.Conn, req *http.Request)) string
 // the wait for the loop to take the connection.
 func loopClient(t *testing.T, e *env, ed *edge) *rawClient {
 	t.Helper()
-	before := ed.looped.Load()
 	rc := dialFront(t, e.front, e.tls)
+	warmIntoLoop(t, e, ed, rc)
+	return rc
+}
+
+// warmIntoLoop makes rc's new connection enter an event loop: a first
+// request, then the wait for a loop to take a connection.
+func warmIntoLoop(t *testing.T, e *env, ed *edge, rc *rawClient) {
+	t.Helper()
+	before := ed.looped.Load()
 	rc.send(getReq("warm"))
 	if code, _, _ := rc.read(); code != 200 {
 		t.Fatalf("warm-up: %d", code)
@@ -66,7 +74,6 @@ func loopClient(t *testing.T, e *env, ed *edge) *rawClient {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return rc
 }
 
 // TestLoopSemantics checks that a request served by an event loop gets
@@ -469,17 +476,7 @@ func testLoopHandBackSendsHeldOutput(t *testing.T, tlsOn bool) {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
-	rc.send(getReq("warm"))
-	if code, _, _ := rc.read(); code != 200 {
-		t.Fatalf("warm-up: %d", code)
-	}
-	e.logs.next(t)
-	for deadline := time.Now().Add(5 * time.Second); ed.looped.Load() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the connection did not enter an event loop")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	warmIntoLoop(t, e, ed, rc)
 	rc.send(getReq("big") + "GET / HTTP/1.1\r\nHost: boot.localhost\r\n\r\n")
 	time.Sleep(300 * time.Millisecond) // the loop fills what it may hold
 	start := time.Now()
@@ -529,17 +526,7 @@ func TestLoopTLSRecordsInPieces(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
-	rc.send(getReq("warm"))
-	if code, _, _ := rc.read(); code != 200 {
-		t.Fatalf("warm-up: %d", code)
-	}
-	e.logs.next(t)
-	for deadline := time.Now().Add(5 * time.Second); ed.looped.Load() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the connection did not enter an event loop")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	warmIntoLoop(t, e, ed, rc)
 	for _, piece := range []int{1, 3, 7, 100} {
 		pc.piece = piece
 		rc.send(getReq("a") + getReq("b"))

@@ -14,7 +14,10 @@
 #
 # cpu/req is the CPU time (user + system) the serving process (the proxy,
 # or the backend for the direct path) spent per request: on a shared,
-# noisy machine it compares proxies better than req/s does.
+# noisy machine it compares proxies better than req/s does. "load c/r"
+# is what wrk and the backend spent per request: with PIN=1 they share
+# CPU 0, which is then the limit, so a proxy's req/s there also depends
+# on how its answers batch up for them (how often they sleep and wake).
 #
 # Moderate load: Debian has no wrk2, so there is no true fixed-rate run.
 # Instead wrk paces itself: PACE_CONNS connections that each wait PACE_MS
@@ -266,6 +269,9 @@ proc_ticks() { # pid: user+system clock ticks of the process and its children's 
   done
   echo "$t"
 }
+children_ms() { # file with bash's `times`: the CPU of the shell's waited-for children, in ms
+  awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60000 + a[2] * 1000 } printf "%d", t }' "$1"
+}
 serving_pid() { # name: the process whose CPU a path's requests cost (the proxy; the backend when direct)
   case "$1" in
     direct-*) echo "$BACKEND_PID" ;; dyno-*) echo "$ROUTER_PID" ;;
@@ -276,22 +282,33 @@ measure() { # round mode(peak|low|paced) name url
   local round=$1 mode=$2 name=$3 url=$4 conns=$CONNS pace=0 raw
   case "$mode" in low) conns=$LOW_CONNS ;; paced) conns=$PACE_CONNS; pace=$PACE_MS ;; esac
   "${LOAD[@]}" env WRK_PACE_MS="$pace" wrk -t1 -c"$conns" -d"${WARMUP}s" -H "$HOSTHDR" -s "$TMP/report.lua" "$url" > /dev/null
-  local before after pid t0 t1
+  local before after pid t0 t1 b0 b1 w0 w1
   pid=$(serving_pid "$name")
   before=$(cpu_busy)
   t0=$(proc_ticks "$pid")
+  b0=$(proc_ticks "$BACKEND_PID")
+  times > "$TMP/times" # this shell's children's CPU so far: wrk's comes next
+  w0=$(children_ms "$TMP/times")
   raw="$OUT/wrk-$mode-$name.txt"
   [ "$ROUNDS" -gt 1 ] && raw="$OUT/wrk-$mode-$name-r$round.txt"
   "${LOAD[@]}" env WRK_PACE_MS="$pace" wrk -t1 -c"$conns" -d"${DURATION}s" -H "$HOSTHDR" -s "$TMP/report.lua" "$url" > "$raw"
+  times > "$TMP/times"
+  w1=$(children_ms "$TMP/times")
+  b1=$(proc_ticks "$BACKEND_PID")
   t1=$(proc_ticks "$pid")
   after=$(cpu_busy)
-  local line us
+  local line us load hz
+  hz=$(getconf CLK_TCK)
   line=$(grep '^RESULT' "$raw" | cut -d' ' -f2-)
   # CPU time the serving process spent per request, in µs: unlike req/s,
   # it hardly depends on what else the machine runs.
-  us=$(echo "$line" | awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '{ if ($5 > 0) printf "%.1f", d * 1e6 / hz / $5; else print "-" }')
-  echo "$mode $name $line $us $(cpu_pct "$before" "$after")" >> "$RESULTS"
-  echo "  $mode $name: $line $us" | awk '{printf "  %-6s %-14s %8s rps  p50 %s ms  p99 %s ms  errors %s non2xx %s  cpu/req %s us\n", $1, $2, $3, $4, $5, $8, $9, $10}'
+  us=$(echo "$line" | awk -v d=$((t1 - t0)) -v hz="$hz" '{ if ($5 > 0) printf "%.1f", d * 1e6 / hz / $5; else print "-" }')
+  # And what the load side (wrk and the backend) spent per request: with
+  # PIN=1 their CPU, not the proxy's, is the limit, and a proxy changes it
+  # (how its answers batch up decides how often wrk and the backend sleep).
+  load=$(echo "$line" | awk -v b=$((b1 - b0)) -v w=$((w1 - w0)) -v hz="$hz" '{ if ($5 > 0) printf "%.1f", (b * 1e6 / hz + w * 1e3) / $5; else print "-" }')
+  echo "$mode $name $line $us $load $(cpu_pct "$before" "$after")" >> "$RESULTS"
+  echo "  $mode $name: $line $us $load" | awk '{printf "  %-6s %-14s %8s rps  p50 %s ms  p99 %s ms  errors %s non2xx %s  cpu/req %s us  load cpu/req %s us\n", $1, $2, $3, $4, $5, $8, $9, $10, $11}'
 }
 
 TARGETS=(
@@ -323,8 +340,8 @@ done
   echo
   awk -v conns="$CONNS" -v pconns="$PACE_CONNS" -v pms="$PACE_MS" -v lconns="$LOW_CONNS" '
     { mode=$1; name=$2; has[mode]=1; k=mode SUBSEP name; c=++runs[k]
-      vrps[k,c]=$3; vp50[k,c]=$4; vp99[k,c]=$5; err[mode,name]+=$8+$9; vus[k,c]=$10
-      cpu[mode,name]=""; for (i=11; i<=NF; i++) cpu[mode,name]=cpu[mode,name] " " $i
+      vrps[k,c]=$3; vp50[k,c]=$4; vp99[k,c]=$5; err[mode,name]+=$8+$9; vus[k,c]=$10; vload[k,c]=$11
+      cpu[mode,name]=""; for (i=12; i<=NF; i++) cpu[mode,name]=cpu[mode,name] " " $i
       if (!(name in seen)) { seen[name]=1; order[++n]=name } }
     # med is the median of the runs of k in v ("-" when a run has none).
     function med(v, k,   m, i, j, t, a) {
@@ -334,20 +351,21 @@ done
       return (m % 2) ? a[(m+1)/2] : (a[m/2] + a[m/2+1]) / 2
     }
     function row(mode, name) {
-      printf "| %-13s | %9s | %7.3f | %7.3f | %6d | %7s | %-10s |\n", name, rps[mode,name], p50[mode,name], p99[mode,name], err[mode,name], us[mode,name], cpu[mode,name]
+      printf "| %-13s | %9s | %7.3f | %7.3f | %6d | %7s | %8s | %-10s |\n", name, rps[mode,name], p50[mode,name], p99[mode,name], err[mode,name], us[mode,name], load[mode,name], cpu[mode,name]
     }
     function table(mode, title) {
       if (!(mode in has)) return
       print title
-      print "| path          | req/s     | p50 ms  | p99 ms  | errors | cpu/req | cpu0 cpu1  |"
-      print "|---------------|-----------|---------|---------|--------|---------|------------|"
+      print "| path          | req/s     | p50 ms  | p99 ms  | errors | cpu/req | load c/r | cpu0 cpu1  |"
+      print "|---------------|-----------|---------|---------|--------|---------|----------|------------|"
       for (i=1; i<=n; i++) row(mode, order[i])
       print ""
     }
     function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a/b) : "-" }
     END {
       for (k in runs) { rps[k] = sprintf("%.0f", med(vrps, k)); p50[k] = med(vp50, k); p99[k] = med(vp99, k)
-        us[k] = med(vus, k); if (us[k] != "-") us[k] = sprintf("%.1f", us[k]) }
+        us[k] = med(vus, k); if (us[k] != "-") us[k] = sprintf("%.1f", us[k])
+        load[k] = med(vload, k); if (load[k] != "-") load[k] = sprintf("%.1f", load[k]) }
       table("peak", "Throughput: wrk -t1 -c" conns)
       table("paced", "Moderate load: wrk -t1 -c" pconns " paced " pms " ms between requests per connection (no wrk2 in Debian)")
       table("low", "Low concurrency: wrk -t1 -c" lconns " closed loop")
@@ -357,6 +375,8 @@ done
       print "CPU time per request of the proxy process (cpu/req, µs; lower is better), throughput run:"
       printf "  HTTP : nginx/router %s, HAProxy/router %s\n", ratio(us["peak","nginx-http"], us["peak","dyno-http"]), ratio(us["peak","haproxy-http"], us["peak","dyno-http"])
       printf "  HTTPS: nginx/router %s, HAProxy/router %s\n", ratio(us["peak","nginx-https"], us["peak","dyno-https"]), ratio(us["peak","haproxy-https"], us["peak","dyno-https"])
+      print "CPU time per request of the load side (load c/r: wrk + backend, µs), throughput run:"
+      printf "  HTTP : nginx/router %s, HTTPS: nginx/router %s\n", ratio(load["peak","nginx-http"], load["peak","dyno-http"]), ratio(load["peak","nginx-https"], load["peak","dyno-https"])
       print ""
       print "Added latency over the direct path (HTTP direct as the base for HTTPS too), ms:"
       print "| proxy         | paced +p50 | paced +p99 | c" lconns " +p50 | c" lconns " +p99 |"

@@ -2,12 +2,15 @@ package router
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -539,5 +542,101 @@ func TestLoopTLSRecordsInPieces(t *testing.T) {
 	}
 	if n := ed.loopServed.Load(); n < 8 {
 		t.Fatalf("the loops served %d requests, want the 8 pipelined ones", n)
+	}
+}
+
+// TestLoopTLSKeyUpdate sends TLS 1.3 KeyUpdate messages (openssl
+// s_client's "k": new client keys; "K": and new server keys asked for) on
+// a connection in an event loop: the loop's crypto/tls must take the new
+// keys, and answer with its own, between requests it serves.
+func TestLoopTLSKeyUpdate(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl is not installed: it is the client that sends KeyUpdate (crypto/tls cannot)")
+	}
+	e, front, ed := edgeFront(t, ServerConfig{}, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Not -quiet: that would turn off s_client's commands.
+	cmd := exec.CommandContext(ctx, openssl, "s_client", "-connect", front.Listener.Addr().String(),
+		"-tls1_3", "-alpn", "http/1.1", "-crlf")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw // one stream: responses and KEYUPDATE in order
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+		pr.Close()
+	}()
+	// What s_client prints, as it comes: a body ends with no newline.
+	chunks := make(chan string, 100)
+	go func() {
+		defer close(chunks)
+		b := make([]byte, 4096)
+		for {
+			n, err := pr.Read(b)
+			if n > 0 {
+				chunks <- string(b[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var seen strings.Builder
+	await := func(want string) {
+		t.Helper()
+		for {
+			if i := strings.Index(seen.String(), want); i >= 0 {
+				rest := seen.String()[i+len(want):]
+				seen.Reset()
+				seen.WriteString(rest)
+				return
+			}
+			select {
+			case c, ok := <-chunks:
+				if !ok {
+					t.Fatalf("openssl ended before it printed %q; it printed:\n%s", want, seen.String())
+				}
+				seen.WriteString(c)
+			case <-ctx.Done():
+				t.Fatalf("openssl did not print %q; it printed:\n%s", want, seen.String())
+			}
+		}
+	}
+	get := func(path string) {
+		t.Helper()
+		io.WriteString(stdin, "GET /"+path+" HTTP/1.1\nHost: hello.localhost\n\n")
+		await("GET /" + path + "  https") // the dyno's answer
+		e.logs.next(t)
+	}
+	before := ed.looped.Load()
+	get("warm")
+	for deadline := time.Now().Add(5 * time.Second); ed.looped.Load() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not enter an event loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	served := ed.loopServed.Load()
+	for _, step := range []string{"k", "K", "k"} {
+		// s_client takes a command from the start of what one read of
+		// its input gets, and drops the rest: the request waits for it.
+		io.WriteString(stdin, step+"\n")
+		await("KEYUPDATE")
+		get("after-" + step)
+	}
+	if n := ed.loopServed.Load() - served; n != 3 {
+		t.Fatalf("the loops served %d of the 3 requests after a KeyUpdate, want all", n)
 	}
 }

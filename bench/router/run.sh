@@ -172,6 +172,10 @@ http {
     listen 127.0.0.1:$NGX_HTTPS ssl;
     ssl_certificate $TMP/cert.pem;
     ssl_certificate_key $TMP/key.pem;
+    # The Dyno router's TLS (Go's): 1.3 with AES-128-GCM; nginx 1.22 would
+    # stop at TLS 1.2 and, like HAProxy, take wrk's first choice, AES-256.
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
     location / {
       proxy_pass http://dyno;
       proxy_http_version 1.1;
@@ -205,7 +209,7 @@ defaults
   option forwardfor
 frontend web
   bind 127.0.0.1:$HAP_HTTP
-  bind 127.0.0.1:$HAP_HTTPS ssl crt $TMP/combined.pem
+  bind 127.0.0.1:$HAP_HTTPS ssl crt $TMP/combined.pem ciphersuites TLS_AES_128_GCM_SHA256
   # The headers the Dyno router adds, so that every proxy does the same work.
   unique-id-format %{+X}o%ci%cp%fi%fp%Ts%rt%pid
   http-request set-header X-Request-Id %[unique-id]
@@ -237,6 +241,14 @@ for url in "http://127.0.0.1:$NGX_HTTP/" "https://127.0.0.1:$NGX_HTTPS/" "http:/
   "https://127.0.0.1:$HAP_HTTPS/" "http://127.0.0.1:$DR_HTTP/" "https://127.0.0.1:$DR_HTTPS/"; do
   wait_http "$url" || { cat "$TMP/nginx/error.log" "$TMP/haproxy.log" >&2 2>/dev/null; exit 1; }
 done
+
+# What each proxy's TLS is (wrk's OpenSSL makes the same choices as s_client).
+TLSINFO=""
+for p in "dyno $DR_HTTPS" "nginx $NGX_HTTPS" "haproxy $HAP_HTTPS"; do
+  set -- $p
+  TLSINFO="$TLSINFO $1 $(openssl s_client -connect "127.0.0.1:$2" </dev/null 2>/dev/null | awk '/^New,/ {sub(",", "", $2); print $2 "/" $NF}')"
+done
+echo "TLS:$TLSINFO"
 
 # --- measuring ---------------------------------------------------------------
 cat > "$TMP/report.lua" <<'EOF'
@@ -336,6 +348,7 @@ done
   echo
   echo "Router benchmark, $(date -u +%FT%TZ), $(nproc) CPUs, $LAYOUT"
   echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), $(go version | awk '{print $3}'), 1 KB body, HTTP/1.1 keep-alive"
+  echo "TLS (ECDSA P-256 certificate):$TLSINFO"
   [ "$ROUNDS" -gt 1 ] && echo "Each figure is the median of $ROUNDS runs (errors: their sum; cpu0 cpu1: the last run's)."
   echo
   awk -v conns="$CONNS" -v pconns="$PACE_CONNS" -v pms="$PACE_MS" -v lconns="$LOW_CONNS" '

@@ -2,20 +2,22 @@
 # Balancing benchmark (issue 4): 8 web dynos that serve one request at a
 # time (the rest queue inside the dyno) with heavy-tailed service times
 # (lognormal, mean 10 ms, sigma 1: p99 ≈ 6x the mean), open-loop Poisson
-# arrivals at 70% of total capacity (560 req/s) for 20 s, through the Dyno
+# arrivals at 70% of total capacity (560 req/s) for 60 s, through the Dyno
 # router; once with the app's DYNO_ROUTING_POLICY=random, once with the
 # policy unset (the router's default, least outstanding requests over two
 # random choices), and once with round-robin for reference. The same seed
 # gives every run the same arrivals and service times. Prints mean, p50 and
 # p99 of each and the ratios. Everything runs in one Go process on
-# 127.0.0.1 and stops by itself (about 75 s in all).
+# 127.0.0.1 and stops by itself (about 3.5 min in all). 60 s, not less:
+# a p99 is then one of ~34k latencies, and with 20 s (~11k) random's p99
+# moved by 25% between runs of the same seed.
 #
 #   bash bench/balance/run.sh            # defaults
 #   LOAD=0.9 DIST=pareto SHAPE=2.5 bash bench/balance/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LOAD=${LOAD:-0.7}
-DURATION=${DURATION:-20s}
+DURATION=${DURATION:-60s}
 DIST=${DIST:-lognormal}
 SHAPE=${SHAPE:-1.0}
 SEED=${SEED:-1}

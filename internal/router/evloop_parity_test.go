@@ -113,11 +113,7 @@ func TestLoopParityPipelineBeyondClientInMax(t *testing.T) {
 func TestLoopParityStaleDeadlineH15(t *testing.T) {
 	for _, noLoops := range []bool{true, false} {
 		t.Run(fmt.Sprint("noLoops=", noLoops), func(t *testing.T) {
-			e, addr := parityFront(t, Config{FirstByteTimeout: 400 * time.Millisecond, IdleTimeout: 3 * time.Second, ConnectTimeout: 5 * time.Second}, ServerConfig{}, noLoops, 0, func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/warm" {
-					io.WriteString(w, "ok")
-					return
-				}
+			e, addr := parityFront(t, Config{FirstByteTimeout: 400 * time.Millisecond, IdleTimeout: 3 * time.Second, ConnectTimeout: 5 * time.Second}, ServerConfig{}, noLoops, 0, warmed(func(w http.ResponseWriter, r *http.Request) {
 				time.Sleep(340 * time.Millisecond)
 				w.WriteHeader(200)
 				w.(http.Flusher).Flush()
@@ -126,7 +122,7 @@ func TestLoopParityStaleDeadlineH15(t *testing.T) {
 					io.WriteString(w, "chunk\n")
 					w.(http.Flusher).Flush()
 				}
-			})
+			}))
 			rc := parityDial(t, addr)
 			rc.send(getReq("warm"))
 			rc.read()
@@ -155,14 +151,10 @@ func TestLoopParityBackpressureH15(t *testing.T) {
 	const size = 768 << 10
 	for _, noLoops := range []bool{true, false} {
 		t.Run(fmt.Sprint("noLoops=", noLoops), func(t *testing.T) {
-			e, addr := parityFront(t, Config{IdleTimeout: 250 * time.Millisecond}, ServerConfig{}, noLoops, 16<<10, func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/warm" {
-					io.WriteString(w, "ok")
-					return
-				}
+			e, addr := parityFront(t, Config{IdleTimeout: 250 * time.Millisecond}, ServerConfig{}, noLoops, 16<<10, warmed(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Length", fmt.Sprint(size))
 				w.Write(make([]byte, size))
-			})
+			}))
 			rc := paritySlowClient(t, addr, 8<<10)
 			rc.send(getReq("warm"))
 			rc.read()
@@ -230,14 +222,10 @@ func TestLoopParityIdleCutsDrain(t *testing.T) {
 	const size = 200 << 10
 	for _, noLoops := range []bool{true, false} {
 		t.Run(fmt.Sprint("noLoops=", noLoops), func(t *testing.T) {
-			e, addr := parityFront(t, Config{IdleTimeout: 10 * time.Second}, ServerConfig{IdleTimeout: time.Second}, noLoops, 16<<10, func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/warm" {
-					io.WriteString(w, "ok")
-					return
-				}
+			e, addr := parityFront(t, Config{IdleTimeout: 10 * time.Second}, ServerConfig{IdleTimeout: time.Second}, noLoops, 16<<10, warmed(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Length", fmt.Sprint(size))
 				w.Write(make([]byte, size))
-			})
+			}))
 			rc := paritySlowClient(t, addr, 8<<10)
 			rc.send(getReq("warm"))
 			rc.read()
@@ -264,14 +252,10 @@ func TestLoopParityClosingAfterDrain(t *testing.T) {
 	const size = 300 << 10
 	for _, noLoops := range []bool{true, false} {
 		t.Run(fmt.Sprint("noLoops=", noLoops), func(t *testing.T) {
-			e, addr := parityFront(t, Config{IdleTimeout: 5 * time.Second}, ServerConfig{}, noLoops, 16<<10, func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/warm" {
-					io.WriteString(w, "ok")
-					return
-				}
+			e, addr := parityFront(t, Config{IdleTimeout: 5 * time.Second}, ServerConfig{}, noLoops, 16<<10, warmed(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Length", fmt.Sprint(size))
 				w.Write(make([]byte, size))
-			})
+			}))
 			rc := paritySlowClient(t, addr, 8<<10)
 			rc.send(getReq("warm"))
 			rc.read()

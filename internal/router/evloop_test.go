@@ -51,6 +51,18 @@ func scriptDyno(t *testing.T, script func(c net.Conn, req *http.Request)) string
 	return ln.Addr().String()
 }
 
+// warmed answers the warm-up request (GET /warm, warmIntoLoop's and the
+// parity tests') with "warm" and passes the others to h.
+func warmed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/warm" {
+			io.WriteString(w, "warm")
+			return
+		}
+		h(w, r)
+	}
+}
+
 // loopClient dials the front server and makes its connection enter an
 // event loop: a first request (Go's server, then the edge loop), then
 // the wait for the loop to take the connection.
@@ -350,14 +362,10 @@ func testLoopForwardingHeaders(t *testing.T, tlsOn bool) {
 	e := newEnvOver(t, Config{}, tlsOn)
 	ed := e.server.edge
 	e.app("hello", "a0")
-	e.dyno("a0", 1, model.StateUp, dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/warm" {
-			io.WriteString(w, "warm")
-			return
-		}
+	e.dyno("a0", 1, model.StateUp, dynoServer(t, warmed(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s|%s|%s|%s|%s|%s", r.Host, r.Header.Get("X-Forwarded-Port"), r.Header.Get("X-Forwarded-For"),
 			r.Header.Get("X-Forwarded-Proto"), r.Header.Get("Via"), r.Header.Get("X-Request-Id"))
-	}))
+	})))
 	e.waitTable("hello", upCount(1))
 	rc := loopClient(t, e, ed)
 	rc.send("GET /h HTTP/1.1\r\nHost: hello.localhost\r\nX-Forwarded-For: 10.0.0.1\r\nX-Request-Id: abc-123\r\n\r\n")
@@ -379,11 +387,7 @@ func testLoopRequestsShareNoHeaders(t *testing.T, tlsOn bool) {
 	e := newEnvOver(t, Config{}, tlsOn)
 	ed := e.server.edge
 	e.app("hello", "a0")
-	e.dyno("a0", 1, model.StateUp, dynoServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/warm" {
-			io.WriteString(w, "warm")
-			return
-		}
+	e.dyno("a0", 1, model.StateUp, dynoServer(t, warmed(func(w http.ResponseWriter, r *http.Request) {
 		// The response's headers are named by the request's query.
 		for _, kv := range strings.Split(r.URL.RawQuery, "&") {
 			if k, v, ok := strings.Cut(kv, "="); ok {
@@ -399,7 +403,7 @@ func testLoopRequestsShareNoHeaders(t *testing.T, tlsOn bool) {
 		}
 		slices.Sort(got)
 		io.WriteString(w, strings.Join(got, ";"))
-	}))
+	})))
 	e.waitTable("hello", upCount(1))
 	rc := loopClient(t, e, ed)
 	steps := []struct {

@@ -36,6 +36,8 @@
 # (MODES="paced" ONLY="direct|dyno|nginx" PROFILE=0 narrows a run;
 # EVLOOP=1 adds the event-loop measurement of bench/router/evloop;
 # DYNOROUTER_BIN=path measures a prebuilt dynorouter instead of this tree's;
+# DYNOROUTER_FLAGS adds flags to it, e.g. -busy-poll=-1ns to turn off busy
+# polling (router.Config.BusyPoll);
 # ROUTER_PROCS=1 gives the Dyno router GOMAXPROCS=1, the one worker
 # nginx and HAProxy get here, when PIN=0 would let it use every CPU.)
 # Only 127.0.0.1 is used; everything started is stopped on exit.
@@ -143,7 +145,7 @@ start_router() { # http https logfile [extra flags...]
   for _ in $(seq 1 150); do grep -q '^ready' "$log" && return 0; kill -0 "$ROUTER_PID" 2>/dev/null || break; sleep 0.1; done
   echo "the Dyno router did not start:" >&2; cat "$log" >&2; return 1
 }
-start_router "$DR_HTTP" "$DR_HTTPS" "$TMP/dynorouter.log"
+start_router "$DR_HTTP" "$DR_HTTPS" "$TMP/dynorouter.log" ${DYNOROUTER_FLAGS:-}
 
 mkdir -p "$TMP/nginx"
 cat > "$TMP/nginx/nginx.conf" <<EOF
@@ -405,7 +407,7 @@ if [ "$PROFILE" = 1 ]; then
   echo "CPU profile of the Dyno router under wrk -t1 -c$CONNS over HTTP (${DURATION}s):"
   kill -TERM "$ROUTER_PID"; wait "$ROUTER_PID" 2>/dev/null || true
   PROF_HTTPS=$(free_port)
-  start_router "$DR_PROF" "$PROF_HTTPS" "$TMP/dynorouter-prof.log" -cpuprofile "$OUT/router.cpu.pprof"
+  start_router "$DR_PROF" "$PROF_HTTPS" "$TMP/dynorouter-prof.log" -cpuprofile "$OUT/router.cpu.pprof" ${DYNOROUTER_FLAGS:-}
   "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "$HOSTHDR" "http://127.0.0.1:$DR_PROF/" > /dev/null
   "${LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$HOSTHDR" "http://127.0.0.1:$DR_PROF/" > "$OUT/wrk-profiled.txt"
   echo "  (with the profiler on: $(awk '/Requests\/sec/ {print $2}' "$OUT/wrk-profiled.txt") req/s)"

@@ -53,6 +53,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "router HTTP listen address")
 	fs.StringVar(&cfg.HTTPSAddr, "https", ":8443", "router HTTPS listen address (HTTP/2; certificates from DATA/tls and certs:add); empty turns HTTPS off")
 	fs.StringVar(&cfg.Domain, "domain", "localhost", "apps answer at <app>.<domain>")
+	fs.DurationVar(&cfg.RouterBusyPoll, "busy-poll", 0, busyPollUsage)
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "embedded NATS listen address")
 	fs.StringVar(&cfg.RendezvousAddr, "rendezvous", "", "TLS listen address where `dyno run` attaches to one-off dynos (default: the API's host, a free port)")
 	fs.StringVar(&cfg.PublicAPIURL, "api-url", "", "URL clients use to reach the API (default: from --api)")

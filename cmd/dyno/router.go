@@ -34,6 +34,7 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	httpsAddr := fs.String("https", "", "HTTPS listen address for apps (HTTP/2); needs --tls-dir")
 	tlsDir := fs.String("tls-dir", "", "a copy of the server's DATA/tls (the platform CA and its certificates), for --https")
 	metricsAddr := fs.String("metrics", "127.0.0.1:9101", "listen address of the Prometheus /metrics endpoint (empty: none)")
+	busyPoll := fs.Duration("busy-poll", 0, busyPollUsage)
 	logger := logFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -53,7 +54,7 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if gc := router.TuneGC(); gc != "" {
 		log.Debug("garbage collector tuned for routing", "set", gc)
 	}
-	if err := routerMain(ctx, routerFlags{*natsURL, *creds, *httpAddr, *httpsAddr, *tlsDir, *domain, *metricsAddr}, stdout, log); err != nil {
+	if err := routerMain(ctx, routerFlags{*natsURL, *creds, *httpAddr, *httpsAddr, *tlsDir, *domain, *metricsAddr, *busyPoll}, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "dyno router: %v\n", err)
 		return 1
 	}
@@ -62,7 +63,11 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 type routerFlags struct {
 	natsURL, creds, httpAddr, httpsAddr, tlsDir, domain, metricsAddr string
+	busyPoll                                                         time.Duration
 }
+
+// busyPollUsage documents --busy-poll of dyno router and dyno server.
+const busyPollUsage = "how long the router's event loops poll for more traffic before they sleep; a loop polls only under steady load, while nearly all its recent idle periods were shorter (0: 50µs; negative, e.g. -1ns: never)"
 
 func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.Logger) error {
 	if f.creds == "" {
@@ -118,7 +123,7 @@ func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.
 		logs.Flush(fctx)
 	}()
 
-	rtr := router.New(router.Config{Domain: f.domain, Logs: logs, Logger: log}, st)
+	rtr := router.New(router.Config{Domain: f.domain, Logs: logs, Logger: log, BusyPoll: f.busyPoll}, st)
 	srv := router.NewHTTPServer(rtr, router.ServerConfig{Logger: log})
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -100,6 +100,11 @@ type evloop struct {
 	pollBlock bool
 	polled    int
 	pollErr   syscall.Errno
+	pollSkip  bool // the first call of a wait in the poller skips its epoll_wait
+	busy      busyPoll
+	// polls counts the times the loop busy-polled; TestLoopBusyPoll
+	// reads it once the loop ended.
+	polls int
 }
 
 // maxPipelined is how many requests of one connection a loop serves in a
@@ -146,6 +151,7 @@ func newLoop(e *edge) (*evloop, error) {
 		ubw:    bufio.NewWriterSize(nil, upWriteBufSize),
 	}
 	l.poll = l.epollWait
+	l.busy.limit = e.r.cfg.BusyPoll
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
 		unix.Close(ep)
@@ -198,9 +204,45 @@ func (l *evloop) sweep() {
 	l.sweeper.Reset(sweepEvery)
 }
 
-// wait waits for events: epoll_wait that never blocks, in Go's poller
-// until the set is ready (unless block is false).
+// wait waits for events (for none if block is false): it polls the set,
+// then busy-polls it for the loop's window (busyPoll), then sleeps in
+// Go's poller until the set is ready.
 func (l *evloop) wait(block bool) (int, error) {
+	n, err := l.waitOnce(false)
+	if n > 0 || err != nil || !block {
+		return n, err
+	}
+	idle := nanotime()
+	contended := false
+	if spin := l.busy.spinFor(idle); spin > 0 {
+		l.polls++
+		for end, t := idle+int64(spin), idle; t < end; {
+			runtime.Gosched()
+			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			if n, err = l.waitOnce(false); n > 0 || err != nil {
+				l.busy.ended(time.Duration(nanotime() - idle))
+				return n, err
+			}
+			now := nanotime()
+			if now-t > int64(yieldBusy) {
+				// Another thread ran: the CPU is not idle while the loop
+				// waits, and polling would only take from it.
+				contended = true
+				break
+			}
+			t = now
+		}
+	}
+	l.pollSkip = true
+	n, err = l.waitOnce(true)
+	woke := nanotime()
+	l.busy.slept(time.Duration(woke-idle), woke, contended)
+	return n, err
+}
+
+// waitOnce is one epoll_wait that never blocks, in Go's poller until the
+// set is ready if block is set.
+func (l *evloop) waitOnce(block bool) (int, error) {
 	l.polled, l.pollErr, l.pollBlock = 0, 0, block
 	err := l.eprc.Read(l.poll)
 	if err == nil && l.pollErr != 0 {
@@ -213,6 +255,12 @@ func (l *evloop) wait(block bool) (int, error) {
 // that does not block; true when it is done (events, an error, or none
 // and pollBlock unset), false to wait in the poller.
 func (l *evloop) epollWait(fd uintptr) bool {
+	if l.pollSkip {
+		// wait's last epoll_wait found nothing: wait at once. Events
+		// since then have made the set ready in the poller.
+		l.pollSkip = false
+		return false
+	}
 	for {
 		r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
 		if e == syscall.EINTR {

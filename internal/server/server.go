@@ -53,6 +53,9 @@ type Config struct {
 	HTTPSAddr  string
 	Domain     string // apps answer at <app>.<Domain>
 	NATSListen string // embedded NATS client address
+	// RouterBusyPoll is the router's Config.BusyPoll: how long its event
+	// loops poll for more traffic before they sleep (0: the default).
+	RouterBusyPoll time.Duration
 	// PublicAPIURL is how clients reach the API; derived from APIAddr when empty.
 	PublicAPIURL string
 	// ProcessRuntime runs dynos as plain processes even as root (development only).
@@ -253,7 +256,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Rendezvous: rdv, RendezvousAddr: rdvAddr, SchedulerNow: schedClock.Now, Git: gitConfig(cfg, dataDir, apiLn.Addr().String(), log),
 	}, st, logs, newBuilder(cfg, st, logs, log, dataDir, rt))
 	defer api.Close()
-	rtr := router.New(router.Config{Domain: cfg.Domain, Logs: logs, Logger: log}, st)
+	rtr := router.New(router.Config{Domain: cfg.Domain, Logs: logs, Logger: log, BusyPoll: cfg.RouterBusyPoll}, st)
 	mf := manifold.New(manifold.Config{Logger: log, LogSink: logs, BackoffScale: cfg.CrashBackoffScale, Metrics: obs.Manifold}, st)
 	memoryMB := cfg.HostMemoryMB
 	if memoryMB <= 0 {

@@ -186,3 +186,71 @@ func TestLoopBusyPoll(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopWakes checks that no request waits on a loop that slept through
+// its events: a loop whose wake-up was lost sleeps until something else
+// wakes it (its sweeper, each second), and every request in it waits.
+// With busy polling on and off, clients keep the loops busy for a while;
+// none of their requests may take 300 ms. The race it looks for is rare:
+// with a wait that skipped its first epoll_wait (and so lost the
+// readiness the poller forgets as a wait begins), one run in eight failed.
+func TestLoopWakes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a load of a few seconds")
+	}
+	for _, busyPoll := range []time.Duration{0, -1} {
+		t.Run(fmt.Sprintf("busy-poll=%v", busyPoll), func(t *testing.T) {
+			e := newEnvOver(t, Config{BusyPoll: busyPoll}, false)
+			e.app("hello", "a0")
+			e.dyno("a0", 1, model.StateUp, says(t, "hi"))
+			e.waitTable("hello", upCount(1))
+			done := make(chan struct{})
+			defer close(done)
+			go func() { // the router's log lines: a full channel would block it
+				for {
+					select {
+					case <-e.logs.ch:
+					case <-done:
+						return
+					}
+				}
+			}()
+			const clients, slow = 16, 300 * time.Millisecond
+			end := time.Now().Add(2 * time.Second)
+			errs := make(chan error, clients)
+			for range clients {
+				go func() {
+					c, err := net.Dial("tcp", e.front.Listener.Addr().String())
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(30 * time.Second))
+					br := bufio.NewReader(c)
+					for i := 0; time.Now().Before(end); i++ {
+						start := time.Now()
+						io.WriteString(c, "GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+						resp, err := http.ReadResponse(br, nil)
+						if err != nil {
+							errs <- fmt.Errorf("request %d: %w", i, err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if took := time.Since(start); took >= slow {
+							errs <- fmt.Errorf("request %d took %v: a loop slept through its events", i, took)
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range clients {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -100,7 +100,7 @@ type evloop struct {
 	pollBlock bool
 	polled    int
 	pollErr   syscall.Errno
-	pollSkip  bool // the first call of a wait in the poller skips its epoll_wait
+	slept     bool // the last wait slept in the poller
 	busy      busyPoll
 	// polls counts the times the loop busy-polled; TestLoopBusyPoll
 	// reads it once the loop ended.
@@ -204,22 +204,24 @@ func (l *evloop) sweep() {
 	l.sweeper.Reset(sweepEvery)
 }
 
-// wait waits for events (for none if block is false): it polls the set,
-// then busy-polls it for the loop's window (busyPoll), then sleeps in
-// Go's poller until the set is ready.
+// wait waits for events (for none if block is false): it busy-polls the
+// set for the loop's window (busyPoll), if any, then sleeps in Go's poller
+// until the set is ready.
 func (l *evloop) wait(block bool) (int, error) {
-	n, err := l.waitOnce(false)
-	if n > 0 || err != nil || !block {
-		return n, err
+	if !block {
+		return l.waitOnce(false)
 	}
 	idle := nanotime()
 	contended := false
 	if spin := l.busy.spinFor(idle); spin > 0 {
+		if n, err := l.waitOnce(false); n > 0 || err != nil {
+			return n, err // not idle
+		}
 		l.polls++
 		for end, t := idle+int64(spin), idle; t < end; {
 			runtime.Gosched()
 			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
-			if n, err = l.waitOnce(false); n > 0 || err != nil {
+			if n, err := l.waitOnce(false); n > 0 || err != nil {
 				l.busy.ended(time.Duration(nanotime() - idle))
 				return n, err
 			}
@@ -233,10 +235,15 @@ func (l *evloop) wait(block bool) (int, error) {
 			t = now
 		}
 	}
-	l.pollSkip = true
-	n, err = l.waitOnce(true)
-	woke := nanotime()
-	l.busy.slept(time.Duration(woke-idle), woke, contended)
+	// The wait in the poller starts with an epoll_wait of its own, even
+	// right after polling: the poller forgets, as the wait begins, that
+	// the set became ready before.
+	l.slept = false
+	n, err := l.waitOnce(true)
+	if l.slept {
+		woke := nanotime()
+		l.busy.slept(time.Duration(woke-idle), woke, contended)
+	}
 	return n, err
 }
 
@@ -255,19 +262,17 @@ func (l *evloop) waitOnce(block bool) (int, error) {
 // that does not block; true when it is done (events, an error, or none
 // and pollBlock unset), false to wait in the poller.
 func (l *evloop) epollWait(fd uintptr) bool {
-	if l.pollSkip {
-		// wait's last epoll_wait found nothing: wait at once. Events
-		// since then have made the set ready in the poller.
-		l.pollSkip = false
-		return false
-	}
 	for {
 		r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
 		if e == syscall.EINTR {
 			continue
 		}
 		l.polled, l.pollErr = int(r), e
-		return e != 0 || r > 0 || !l.pollBlock
+		if e != 0 || r > 0 || !l.pollBlock {
+			return true
+		}
+		l.slept = true
+		return false
 	}
 }
 

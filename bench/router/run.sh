@@ -36,7 +36,7 @@
 # (MODES="paced" ONLY="direct|dyno|nginx" PROFILE=0 narrows a run;
 # EVLOOP=1 adds the event-loop measurement of bench/router/evloop;
 # DYNOROUTER_BIN=path measures a prebuilt dynorouter instead of this tree's;
-# DYNOROUTER_FLAGS adds flags to it, e.g. -busy-poll=-1ns to turn off busy
+# DYNOROUTER_FLAGS adds flags to it, e.g. -busy-poll=50us to turn on busy
 # polling (router.Config.BusyPoll);
 # ROUTER_PROCS=1 gives the Dyno router GOMAXPROCS=1, the one worker
 # nginx and HAProxy get here, when PIN=0 would let it use every CPU.)

@@ -67,7 +67,7 @@ type routerFlags struct {
 }
 
 // busyPollUsage documents --busy-poll of dyno router and dyno server.
-const busyPollUsage = "how long the router's event loops poll for more traffic before they sleep; a loop polls only under steady load, while nearly all its recent idle periods were shorter (0: 50µs; negative, e.g. -1ns: never)"
+const busyPollUsage = "how long the router's event loops poll for more traffic before they sleep; a loop polls only under steady load, while nearly all its recent idle periods were shorter (default 0: never; 50µs suits a router with CPUs of its own)"
 
 func routerMain(ctx context.Context, f routerFlags, stdout io.Writer, log *slog.Logger) error {
 	if f.creds == "" {

@@ -61,10 +61,10 @@ type Config struct {
 	// to one app, else H22. Counted only on servers made by
 	// NewHTTPServer. Default 10000.
 	MaxAppConns int
-	// BusyPoll is how long an event loop that ran out of events polls
-	// for more before it sleeps. A loop polls only under steady load,
-	// while nearly all its recent idle periods were shorter (busypoll.go).
-	// Default 50 µs; negative: never poll.
+	// BusyPoll, when positive, is how long an event loop that ran out
+	// of events polls for more before it sleeps; a loop polls only under
+	// steady load, while nearly all its recent idle periods were shorter
+	// (busypoll.go). Zero (the default) or negative: loops never poll.
 	BusyPoll time.Duration
 }
 
@@ -109,7 +109,6 @@ const (
 	defaultConnectWait    = 75 * time.Second
 	defaultBacklogPerDyno = 200
 	defaultMaxAppConns    = 10000
-	defaultBusyPoll       = 50 * time.Microsecond
 	// maxAttempts is Heroku's limit on connection attempts per request.
 	maxAttempts = 10
 )
@@ -136,9 +135,6 @@ func New(cfg Config, st *store.Store) *Router {
 	setDefault(&cfg.ConnectWait, defaultConnectWait)
 	setDefault(&cfg.BacklogPerDyno, defaultBacklogPerDyno)
 	setDefault(&cfg.MaxAppConns, defaultMaxAppConns)
-	if cfg.BusyPoll == 0 {
-		cfg.BusyPoll = defaultBusyPoll
-	}
 	r := &Router{
 		cfg:    cfg,
 		domain: "." + strings.ToLower(strings.Trim(cfg.Domain, ".")),

@@ -49,7 +49,7 @@ func main() {
 	flag.StringVar(&o.app, "app", "benchapp", "app name")
 	flag.StringVar(&o.domain, "domain", "localhost", "apps' parent domain")
 	flag.StringVar(&o.policy, "policy", "", "DYNO_ROUTING_POLICY written in the app's release config (empty: unset)")
-	flag.DurationVar(&o.busyPoll, "busy-poll", 0, "router.Config.BusyPoll: how long an event loop busy-polls before it sleeps (0: the router's default; negative: never)")
+	flag.DurationVar(&o.busyPoll, "busy-poll", 0, "router.Config.BusyPoll: how long an event loop busy-polls before it sleeps (0, the default: never)")
 	flag.BoolVar(&o.logs, "logs", true, "give the router a log sink that formats and drops each router log line, as in production")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the run to this file when it ends")

@@ -112,59 +112,10 @@ func TestLoopBusyPoll(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnvOver(t, Config{BusyPoll: tt.busyPoll}, false)
+			e := newHelloEnv(t, Config{BusyPoll: tt.busyPoll})
 			ed := e.server.edge
-			e.app("hello", "a0")
-			e.dyno("a0", 1, model.StateUp, says(t, "hi"))
-			e.waitTable("hello", upCount(1))
-			done := make(chan struct{})
-			defer close(done)
-			go func() { // the router's log lines: a full channel would block it
-				for {
-					select {
-					case <-e.logs.ch:
-					case <-done:
-						return
-					}
-				}
-			}()
 			const clients, requests = 8, 300
-			errs := make(chan error, clients)
-			for range clients {
-				go func() {
-					c, err := net.Dial("tcp", e.front.Listener.Addr().String())
-					if err != nil {
-						errs <- err
-						return
-					}
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(30 * time.Second))
-					br := bufio.NewReader(c)
-					for i := range requests {
-						if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n"); err != nil {
-							errs <- err
-							return
-						}
-						resp, err := http.ReadResponse(br, nil)
-						if err != nil {
-							errs <- fmt.Errorf("request %d: %w", i, err)
-							return
-						}
-						body, err := io.ReadAll(resp.Body)
-						resp.Body.Close()
-						if err != nil || resp.StatusCode != 200 || string(body) != "hi" {
-							errs <- fmt.Errorf("request %d: %d %q %v, want 200 \"hi\"", i, resp.StatusCode, body, err)
-							return
-						}
-					}
-					errs <- nil
-				}()
-			}
-			for range clients {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
+			helloLoad(t, e, clients, func(i int) bool { return i < requests }, 0)
 			ed.loopsMu.Lock()
 			loops := slices.Clone(ed.loops)
 			ed.loopsMu.Unlock()
@@ -200,57 +151,80 @@ func TestLoopWakes(t *testing.T) {
 	}
 	for _, busyPoll := range []time.Duration{5 * time.Millisecond, 0} {
 		t.Run(fmt.Sprintf("busy-poll=%v", busyPoll), func(t *testing.T) {
-			e := newEnvOver(t, Config{BusyPoll: busyPoll}, false)
-			e.app("hello", "a0")
-			e.dyno("a0", 1, model.StateUp, says(t, "hi"))
-			e.waitTable("hello", upCount(1))
-			done := make(chan struct{})
-			defer close(done)
-			go func() { // the router's log lines: a full channel would block it
-				for {
-					select {
-					case <-e.logs.ch:
-					case <-done:
-						return
-					}
-				}
-			}()
-			const clients, slow = 16, 300 * time.Millisecond
+			e := newHelloEnv(t, Config{BusyPoll: busyPoll})
 			end := time.Now().Add(2 * time.Second)
-			errs := make(chan error, clients)
-			for range clients {
-				go func() {
-					c, err := net.Dial("tcp", e.front.Listener.Addr().String())
-					if err != nil {
-						errs <- err
-						return
-					}
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(30 * time.Second))
-					br := bufio.NewReader(c)
-					for i := 0; time.Now().Before(end); i++ {
-						start := time.Now()
-						io.WriteString(c, "GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
-						resp, err := http.ReadResponse(br, nil)
-						if err != nil {
-							errs <- fmt.Errorf("request %d: %w", i, err)
-							return
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if took := time.Since(start); took >= slow {
-							errs <- fmt.Errorf("request %d took %v: a loop slept through its events", i, took)
-							return
-						}
-					}
-					errs <- nil
-				}()
-			}
-			for range clients {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
+			helloLoad(t, e, 16, func(int) bool { return time.Now().Before(end) }, 300*time.Millisecond)
 		})
 	}
+}
+
+// newHelloEnv is newEnvOver (plain HTTP) with app "hello" on one up dyno
+// that answers "hi", and the router's log lines drained: a full channel
+// would block it.
+func newHelloEnv(t *testing.T, cfg Config) *env {
+	e := newEnvOver(t, cfg, false)
+	e.app("hello", "a0")
+	e.dyno("a0", 1, model.StateUp, says(t, "hi"))
+	e.waitTable("hello", upCount(1))
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for {
+			select {
+			case <-e.logs.ch:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return e
+}
+
+// helloLoad runs clients keep-alive connections to app "hello" of e, each
+// sending its requests one at a time while more(i) holds for its i-th,
+// and fails t unless every answer is 200 "hi" and, if slow is set, takes
+// less than slow (a loop that slept through its events).
+func helloLoad(t *testing.T, e *env, clients int, more func(i int) bool, slow time.Duration) {
+	t.Helper()
+	errs := make(chan error, clients)
+	for range clients {
+		go func() {
+			errs <- helloClient(e.front.Listener.Addr().String(), more, slow)
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// helloClient is one connection of helloLoad.
+func helloClient(addr string, more func(i int) bool, slow time.Duration) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	for i := 0; more(i); i++ {
+		start := time.Now()
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return fmt.Errorf("request %d: %w", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(body) != "hi" {
+			return fmt.Errorf("request %d: %d %q %v, want 200 \"hi\"", i, resp.StatusCode, body, err)
+		}
+		if took := time.Since(start); slow > 0 && took >= slow {
+			return fmt.Errorf("request %d took %v: a loop slept through its events", i, took)
+		}
+	}
+	return nil
 }

@@ -12,7 +12,9 @@ import (
 // readResponse reads a dyno's response head as http.ReadResponse does,
 // with a shortcut for the shape almost every dyno answers with: HTTP/1.1,
 // a final status with a reason phrase, a Content-Length, no
-// Transfer-Encoding, Trailer or Connection header, the whole head already
+// Transfer-Encoding or Trailer header, no Connection header but
+// "keep-alive" (what Node's http module and others send by default: it
+// changes nothing in HTTP/1.1, and passHead drops it), the whole head already
 // buffered, CRLF line ends. That shape is parsed with one string and one
 // map for the head and one allocation for the response and its body;
 // anything else, or anything the shortcut is not sure of, goes to Go's
@@ -65,8 +67,10 @@ func quickResponse(br *bufio.Reader, req *http.Request, p *respParts) *http.Resp
 	length := int64(-1)
 	h := p.fields.parse(head[eol+2:], lines, func(k, v string) bool {
 		switch k {
-		case "Transfer-Encoding", "Trailer", "Connection":
+		case "Transfer-Encoding", "Trailer":
 			return false
+		case "Connection":
+			return strings.EqualFold(v, "keep-alive")
 		case "Content-Length":
 			if length >= 0 {
 				return false

@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# Router benchmark (issue 4): the same 1 KB keep-alive Go backend measured
+# Router benchmark (issue 4): the same 1 KB keep-alive backend measured
 # directly, through the Dyno router, through nginx and through HAProxy (both
 # from Debian's packages, installed here if missing), over HTTP keep-alive
 # and HTTPS (one self-signed ECDSA P-256 certificate shared by the three
-# proxies), with wrk: 1 thread, 32 connections, 10 s after a 2 s warm-up.
+# proxies), with wrk: 1 thread, 32 connections, 4 s after a 1 s warm-up,
+# five rounds (the paths take turns: dyno, nginx, HAProxy, dyno, ...), and
+# the median of each figure reported: on this VM runs of the same process
+# under the same load vary by up to 25 % (the same syscalls per request,
+# each dearer), for nginx as for the Dyno router.
 #
+# The throughput goal is about the proxy, so the proxy must be the limit.
 # CPU layout (PIN=1, the default, on a machine with 2+ CPUs): every proxy
 # runs alone on CPU 1 (the Dyno router gets GOMAXPROCS=1 from its affinity,
 # nginx one worker, HAProxy one thread); wrk and the backend share CPU 0.
-# The "cpu1" column shows whether the proxy's core was the bottleneck
-# (~100%) or the load generator's side was. PIN=0 lets everything float on
-# all CPUs, as in reference/perf.md's measurement.
+# The backend (BACKEND=nginx, the default) is nginx itself answering the
+# body from its configuration, one worker: with it, wrk and the backend
+# cost less per request than any proxy, so CPU 1 is the limit (the "cpu1"
+# column shows ~100%) and req/s is the proxy's own throughput. BACKEND=go
+# is bench/router/backend, a Go net/http server, closer to a dyno but
+# dearer per request than a proxy: with PIN=1 CPU 0 is then the limit and
+# req/s says how a proxy's answers batch up for wrk and the backend, not
+# how much the proxy can carry. PIN=0 lets everything float on all CPUs,
+# as in reference/perf.md's measurement (BACKEND=go PIN=0 ROUTER_PROCS=1
+# is that layout).
 #
 # cpu/req is the CPU time (user + system) the serving process (the proxy,
 # or the backend for the direct path) spent per request: on a shared,
 # noisy machine it compares proxies better than req/s does. "load c/r"
-# is what wrk and the backend spent per request: with PIN=1 they share
-# CPU 0, which is then the limit, so a proxy's req/s there also depends
-# on how its answers batch up for them (how often they sleep and wake).
+# is what wrk and the backend spent per request.
 #
 # Moderate load: Debian has no wrk2, so there is no true fixed-rate run.
 # Instead wrk paces itself: PACE_CONNS connections that each wait PACE_MS
@@ -29,10 +39,8 @@
 # Finally the Dyno router runs once more with -cpuprofile under the same
 # HTTP load, and the top of the profile is printed.
 #
-# Run as root from anywhere: bash bench/router/run.sh
-# ROUNDS=3 measures every path three times, the paths taking turns (dyno,
-# nginx, HAProxy, dyno, ...), and reports the median of each figure: on a
-# shared VM one run of the same binary varies by 10-15 %.
+# Run as root from anywhere: bash bench/router/run.sh (about 10 minutes;
+# ROUNDS=1 DURATION=10 is one pass).
 # (MODES="paced" ONLY="direct|dyno|nginx" PROFILE=0 narrows a run;
 # EVLOOP=1 adds the event-loop measurement of bench/router/evloop;
 # DYNOROUTER_BIN=path measures a prebuilt dynorouter instead of this tree's;
@@ -46,8 +54,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "run as root: the script installs packages and runs nginx and haproxy" >&2; exit 1; }
 
-DURATION=${DURATION:-10}     # seconds per measured run
-WARMUP=${WARMUP:-2}          # seconds of warm-up before each measured run
+DURATION=${DURATION:-4}      # seconds per measured run
+WARMUP=${WARMUP:-1}          # seconds of warm-up before each measured run
 CONNS=${CONNS:-32}           # connections of the throughput runs
 LOW_CONNS=${LOW_CONNS:-4}    # connections of the closed-loop low-concurrency runs
 PACE_CONNS=${PACE_CONNS:-16} # connections of the paced (moderate load) runs
@@ -55,10 +63,12 @@ PACE_MS=${PACE_MS:-3}        # pause of each paced connection between requests
 PIN=${PIN:-1}
 PROFILE=${PROFILE:-1}
 MODES=${MODES:-peak paced low} # which of the three runs to make
-ROUNDS=${ROUNDS:-1}          # runs of each path; the report shows medians
+ROUNDS=${ROUNDS:-5}          # runs of each path; the report shows medians
+BACKEND=${BACKEND:-nginx}    # nginx: nginx answering from its configuration; go: bench/router/backend
 ONLY=${ONLY:-}               # a regexp: measure only the paths whose name matches (e.g. 'dyno|nginx')
 OUT=${OUT:-/tmp/dyno-bench-router-$(date +%Y%m%d-%H%M%S)}
 HOSTHDR="Host: benchapp.localhost"
+case "$BACKEND" in nginx | go) ;; *) echo "BACKEND=$BACKEND: use nginx or go" >&2; exit 2 ;; esac
 
 TMP=$(mktemp -d /tmp/dyno-bench-router.XXXXXX)
 mkdir -p "$OUT"
@@ -114,10 +124,10 @@ NCPU=$(nproc)
 if [ "$PIN" = 1 ] && [ "$NCPU" -ge 2 ]; then
   # Command prefixes, not functions: a backgrounded function would be a
   # subshell, and $! its PID rather than the program's.
-  LOAD=(taskset -c 0); BACKEND=(taskset -c 0); PROXY=(taskset -c 1)
+  LOAD=(taskset -c 0); BACKEND_CPU=(taskset -c 0); PROXY=(taskset -c 1)
   LAYOUT="wrk + backend on CPU 0, proxy alone on CPU 1"
 else
-  LOAD=(); BACKEND=(); PROXY=()
+  LOAD=(); BACKEND_CPU=(); PROXY=()
   LAYOUT="no pinning: wrk, backend and proxy share all $NCPU CPUs"
 fi
 
@@ -131,9 +141,42 @@ wait_http() { # url [curl args...]: wait until it answers 200, at most 10 s
 }
 
 # --- backend and proxies -----------------------------------------------------
-"${BACKEND[@]}" "$TMP/backend" -listen "127.0.0.1:$BACK" > "$TMP/backend.log" 2>&1 &
+case "$BACKEND" in
+go)
+  "${BACKEND_CPU[@]}" "$TMP/backend" -listen "127.0.0.1:$BACK" > "$TMP/backend.log" 2>&1 &
+  ;;
+nginx)
+  # The body bench/router/backend answers: 1 KB of a-z, as text/plain.
+  BODY=$(awk 'BEGIN { for (i = 0; i < 1024; i++) printf "%c", 97 + i % 26 }')
+  mkdir -p "$TMP/backend-nginx"
+  cat > "$TMP/backend-nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+user root;
+pid $TMP/backend-nginx/nginx.pid;
+error_log $TMP/backend-nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/backend-nginx/body;
+  proxy_temp_path $TMP/backend-nginx/proxy;
+  fastcgi_temp_path $TMP/backend-nginx/fastcgi;
+  uwsgi_temp_path $TMP/backend-nginx/uwsgi;
+  scgi_temp_path $TMP/backend-nginx/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  default_type text/plain;
+  server {
+    listen 127.0.0.1:$BACK;
+    location / { return 200 "$BODY"; }
+  }
+}
+EOF
+  "${BACKEND_CPU[@]}" nginx -p "$TMP/backend-nginx/" -c "$TMP/backend-nginx/nginx.conf" > "$TMP/backend.log" 2>&1 &
+  ;;
+esac
 PIDS+=($!)
-BACKEND_PID=$!
+BACKEND_PID=$! # nginx's master: proc_ticks adds its worker
 wait_http "http://127.0.0.1:$BACK/"
 
 start_router() { # http https logfile [extra flags...]
@@ -335,7 +378,7 @@ TARGETS=(
   "haproxy-https https://127.0.0.1:$HAP_HTTPS/"
 )
 if [ -n "$EVLOOP_PID" ]; then TARGETS+=("evloop-http http://127.0.0.1:$EV_HTTP/"); fi
-echo "layout: $LAYOUT; wrk -t1: $CONNS conns (peak), $PACE_CONNS conns paced ${PACE_MS} ms (moderate), $LOW_CONNS conns (low); ${WARMUP}s warm-up + ${DURATION}s each"
+echo "layout: $LAYOUT; backend: $BACKEND; wrk -t1: $CONNS conns (peak), $PACE_CONNS conns paced ${PACE_MS} ms (moderate), $LOW_CONNS conns (low); ${WARMUP}s warm-up + ${DURATION}s each"
 for mode in $MODES; do
   for round in $(seq 1 "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do
@@ -349,7 +392,7 @@ done
 {
   echo
   echo "Router benchmark, $(date -u +%FT%TZ), $(nproc) CPUs, $LAYOUT"
-  echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), $(go version | awk '{print $3}'), 1 KB body, HTTP/1.1 keep-alive"
+  echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), $(go version | awk '{print $3}'), 1 KB body, HTTP/1.1 keep-alive, backend: $BACKEND"
   echo "TLS (ECDSA P-256 certificate):$TLSINFO"
   [ "$ROUNDS" -gt 1 ] && echo "Each figure is the median of $ROUNDS runs (errors: their sum; cpu0 cpu1: the last run's)."
   echo

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -375,6 +376,42 @@ func testLoopForwardingHeaders(t *testing.T, tlsOn bool) {
 		t.Fatalf("%d %q (X-Request-Id %q), want %q", code, body, h.Get("X-Request-Id"), want)
 	}
 	e.logs.next(t)
+}
+
+// TestLoopKeepAliveDyno: a dyno that says "Connection: keep-alive" and
+// "Keep-Alive: timeout=5" on every response, as Node's http module does,
+// is answered through the loop's response shortcut: its hop-by-hop
+// headers are not passed on, and its connection is used again.
+func TestLoopKeepAliveDyno(t *testing.T) { bothSchemes(t, testLoopKeepAliveDyno) }
+
+func testLoopKeepAliveDyno(t *testing.T, tlsOn bool) {
+	e := newEnvOver(t, Config{}, tlsOn)
+	ed := e.server.edge
+	var mu sync.Mutex
+	from := map[string]string{} // request path: the dyno connection's remote address
+	e.app("hello", "a0")
+	e.dyno("a0", 1, model.StateUp, scriptDyno(t, func(c net.Conn, req *http.Request) {
+		mu.Lock()
+		from[req.URL.Path] = c.RemoteAddr().String()
+		mu.Unlock()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-App: 1\r\nContent-Length: 2\r\n\r\nok")
+	}))
+	e.waitTable("hello", upCount(1))
+	rc := loopClient(t, e, ed)
+	paths := []string{"k1", "k2", "k3"}
+	for _, p := range paths {
+		rc.send(getReq(p))
+		code, body, h := rc.read()
+		if code != 200 || body != "ok" || h.Get("X-App") != "1" || h.Get("Keep-Alive") != "" || h.Get("Connection") != "" {
+			t.Fatalf("GET /%s: %d %q %v, want 200 \"ok\" with X-App and neither Keep-Alive nor Connection", p, code, body, h)
+		}
+		e.logs.next(t)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if from["/k1"] == "" || from["/k2"] != from["/k1"] || from["/k3"] != from["/k1"] {
+		t.Fatalf("the loop's requests came over dyno connections %v, want one kept alive", from)
+	}
 }
 
 // TestLoopRequestsShareNoHeaders checks that a loop's connection, which

@@ -226,12 +226,15 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$http_host;
-      # The headers the Dyno router adds, so that every proxy does the same work.
+      # The headers the Dyno router adds, to the request and to the
+      # response, so that every proxy does the same work.
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto \$scheme;
       proxy_set_header X-Forwarded-Port \$server_port;
       proxy_set_header X-Request-Id \$request_id;
       proxy_set_header X-Request-Start \$msec;
+      proxy_set_header Via "1.1 dyno";
+      add_header X-Request-Id \$request_id always;
     }
   }
 }
@@ -255,13 +258,16 @@ defaults
 frontend web
   bind 127.0.0.1:$HAP_HTTP
   bind 127.0.0.1:$HAP_HTTPS ssl crt $TMP/combined.pem ciphersuites TLS_AES_128_GCM_SHA256
-  # The headers the Dyno router adds, so that every proxy does the same work.
+  # The headers the Dyno router adds, to the request and to the response,
+  # so that every proxy does the same work.
   unique-id-format %{+X}o%ci%cp%fi%fp%Ts%rt%pid
   http-request set-header X-Request-Id %[unique-id]
   http-request set-header X-Forwarded-Proto https if { ssl_fc }
   http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
   http-request set-header X-Forwarded-Port %[dst_port]
   http-request set-header X-Request-Start t=%Ts
+  http-request set-header Via "1.1 dyno"
+  http-response set-header X-Request-Id %[unique-id]
   default_backend dyno
 backend dyno
   server web1 127.0.0.1:$BACK maxconn 1000

@@ -14,15 +14,16 @@
 # runs alone on CPU 1 (the Dyno router gets GOMAXPROCS=1 from its affinity,
 # nginx one worker, HAProxy one thread); wrk and the backend share CPU 0.
 # The backend (BACKEND=nginx, the default) is nginx itself answering the
-# body from its configuration, one worker: with it, wrk and the backend
-# cost less per request than any proxy, so CPU 1 is the limit (the "cpu1"
-# column shows ~100%) and req/s is the proxy's own throughput. BACKEND=go
-# is bench/router/backend, a Go net/http server, closer to a dyno but
-# dearer per request than a proxy: with PIN=1 CPU 0 is then the limit and
-# req/s says how a proxy's answers batch up for wrk and the backend, not
-# how much the proxy can carry. PIN=0 lets everything float on all CPUs,
-# as in reference/perf.md's measurement (BACKEND=go PIN=0 ROUTER_PROCS=1
-# is that layout).
+# body from its configuration, one worker: with it every proxy keeps CPU 1
+# 92-99% busy (the "cpu1" column), so req/s is bounded by the proxy's own
+# CPU; CPU 0 runs near full too, so how cheaply a proxy's answers come to
+# wrk and the backend still counts for a few percent. BACKEND=go is
+# bench/router/backend, a Go net/http server, closer to a dyno but dearer
+# per request than a proxy: with PIN=1 CPU 0 is then the limit, the
+# proxies leave CPU 1 18-30% idle, and req/s says how a proxy's answers
+# batch up for wrk and the backend more than how much the proxy can
+# carry. PIN=0 lets everything float on all CPUs, as in reference/perf.md's
+# measurement (BACKEND=go PIN=0 ROUTER_PROCS=1 is that layout).
 #
 # cpu/req is the CPU time (user + system) the serving process (the proxy,
 # or the backend for the direct path) spent per request: on a shared,
